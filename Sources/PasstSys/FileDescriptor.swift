@@ -1,0 +1,2 @@
+// Placeholder until the PasstSys work lands.
+import CPasstShim
