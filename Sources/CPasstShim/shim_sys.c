@@ -1,0 +1,71 @@
+/* Kernel interfaces for PasstSys that Swift cannot call directly (see shim_sys.h).
+ *
+ * struct tcp_info comes from the kernel's <linux/tcp.h>, which is newer than glibc's copy and has
+ * tcpi_snd_wnd; the two headers conflict, so this file includes only the kernel one. A field is
+ * reported as present when the length the kernel returned covers it (older kernels return a
+ * shorter struct). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>
+
+#include "shim_sys.h"
+
+/** True when a returned tcp_info of len bytes covers the named member. */
+#define TCPI_HAS(len, member) \
+	((len) >= offsetof(struct tcp_info, member) + sizeof(((struct tcp_info *)0)->member))
+
+int shim_tcp_info(int fd, struct shim_tcp_info *out)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	memset(out, 0, sizeof(*out));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		return -1;
+
+	out->snd_mss = ti.tcpi_snd_mss;
+	out->snd_wscale = ti.tcpi_snd_wscale;
+	out->has_bytes_acked = TCPI_HAS(len, tcpi_bytes_acked);
+	out->has_min_rtt = TCPI_HAS(len, tcpi_min_rtt);
+	out->has_snd_wnd = TCPI_HAS(len, tcpi_snd_wnd);
+	if (out->has_bytes_acked)
+		out->bytes_acked = ti.tcpi_bytes_acked;
+	if (out->has_min_rtt)
+		out->min_rtt = ti.tcpi_min_rtt;
+	if (out->has_snd_wnd)
+		out->snd_wnd = ti.tcpi_snd_wnd;
+	return 0;
+}
+
+int shim_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	return accept4(fd, addr, len, flags);
+}
+
+int shim_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
+	       unsigned long arg5)
+{
+	return prctl(option, arg2, arg3, arg4, arg5);
+}
+
+int shim_waitid_nohang(struct shim_child_exit *out)
+{
+	siginfo_t info;
+
+	memset(&info, 0, sizeof(info));
+	if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG))
+		return -1;
+	if (!info.si_pid)
+		return 0;
+
+	out->pid = info.si_pid;
+	out->code = info.si_code;
+	out->status = info.si_status;
+	return 1;
+}

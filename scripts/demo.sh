@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Self-contained pasta demo: builds a contained "host" network namespace whose uplink is a veth
+# pair to a "router" namespace (192.0.2.0/24, fd00::/64, a private resolv.conf), runs our pasta
+# inside it and shows what pasta made of that host. Nothing leaves the machine. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${BIN:-.build/release}
+tag=demo$$
+router=$tag-router host=$tag-host
+
+cleanup() {
+    ip netns del "$host" 2>/dev/null || true
+    ip netns del "$router" 2>/dev/null || true
+    rm -rf "/etc/netns/$host"
+}
+trap cleanup EXIT
+
+ip netns add "$router"
+ip netns add "$host"
+ip link add name eth0 netns "$host" type veth peer name uplink netns "$router"
+ip -n "$router" addr add 192.0.2.1/24 dev uplink
+ip -n "$router" addr add fd00::1/64 dev uplink nodad
+ip -n "$host" addr add 192.0.2.2/24 dev eth0
+ip -n "$host" addr add fd00::2/64 dev eth0 nodad
+for ns in "$router" "$host"; do ip -n "$ns" link set lo up; done
+ip -n "$router" link set uplink up
+ip -n "$host" link set eth0 up
+ip -n "$host" route add default via 192.0.2.1
+ip -n "$host" -6 route add default via fd00::1
+# ip netns exec bind-mounts /etc/netns/NAME/resolv.conf over /etc/resolv.conf for the command.
+mkdir -p "/etc/netns/$host"
+printf 'nameserver 192.0.2.1\nnameserver fd00::1\nsearch example.test\n' > "/etc/netns/$host/resolv.conf"
+
+echo "== the contained host: addresses and routes"
+ip -n "$host" -br addr show dev eth0
+ip -n "$host" route; ip -n "$host" -6 route show default
+echo "== pasta --debug, run inside that host"
+ip netns exec "$host" "$bin/pasta" --debug --config-net -f -- true
