@@ -44,7 +44,7 @@ public struct ARPPacket: WireView {
     public let count: Int
 
     /// Validates length and the fixed fields (htype 1, ptype 0x0800, hlen 6, plen 4); nil otherwise.
-    @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
+    @inlinable @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
         guard count >= ARPPacket.length, base.be16(0) == 1, base.be16(2) == EtherType.ipv4,
               base.u8(4) == 6, base.u8(5) == 4 else { return nil }
         self.base = base
@@ -52,18 +52,18 @@ public struct ARPPacket: WireView {
     }
 
     /// The operation code (1 request, 2 reply).
-    @inline(__always) public var operation: UInt16 { base.be16(6) }
+    @inlinable @inline(__always) public var operation: UInt16 { base.be16(6) }
     /// The sender hardware address.
-    @inline(__always) public var senderMAC: MACAddress { MACAddress(at: base, offset: 8) }
+    @inlinable @inline(__always) public var senderMAC: MACAddress { MACAddress(at: base, offset: 8) }
     /// The sender protocol address.
-    @inline(__always) public var senderIP: IPv4Address { IPv4Address(at: base, offset: 14) }
+    @inlinable @inline(__always) public var senderIP: IPv4Address { IPv4Address(at: base, offset: 14) }
     /// The target hardware address (zero in requests).
-    @inline(__always) public var targetMAC: MACAddress { MACAddress(at: base, offset: 18) }
+    @inlinable @inline(__always) public var targetMAC: MACAddress { MACAddress(at: base, offset: 18) }
     /// The target protocol address.
-    @inline(__always) public var targetIP: IPv4Address { IPv4Address(at: base, offset: 24) }
+    @inlinable @inline(__always) public var targetIP: IPv4Address { IPv4Address(at: base, offset: 24) }
 
     /// Writes a 28-byte Ethernet/IPv4 ARP packet at `p`; returns its length (28).
-    @inline(__always) @discardableResult
+    @inlinable @inline(__always) @discardableResult
     public static func write(to p: UnsafeMutableRawPointer, operation: UInt16,
                              senderMAC: MACAddress, senderIP: IPv4Address,
                              targetMAC: MACAddress, targetIP: IPv4Address) -> Int {

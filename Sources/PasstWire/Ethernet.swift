@@ -63,27 +63,27 @@ public struct EthernetFrame: WireView {
     public let count: Int
 
     /// Validates that `base[0..<count]` holds at least a full header; nil otherwise.
-    @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
+    @inlinable @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
         guard count >= EthernetFrame.headerLength else { return nil }
         self.base = base
         self.count = count
     }
 
     /// The destination MAC address (bytes 0..5).
-    @inline(__always) public var destination: MACAddress { MACAddress(at: base, offset: 0) }
+    @inlinable @inline(__always) public var destination: MACAddress { MACAddress(at: base, offset: 0) }
     /// The source MAC address (bytes 6..11).
-    @inline(__always) public var source: MACAddress { MACAddress(at: base, offset: 6) }
+    @inlinable @inline(__always) public var source: MACAddress { MACAddress(at: base, offset: 6) }
     /// The EtherType (bytes 12..13), host order.
-    @inline(__always) public var etherType: UInt16 { base.be16(12) }
+    @inlinable @inline(__always) public var etherType: UInt16 { base.be16(12) }
     /// Offset of the payload from `base` (always 14).
-    @inline(__always) public var payloadOffset: Int { EthernetFrame.headerLength }
+    @inlinable @inline(__always) public var payloadOffset: Int { EthernetFrame.headerLength }
     /// Start of the payload.
-    @inline(__always) public var payload: UnsafeRawPointer { base + EthernetFrame.headerLength }
+    @inlinable @inline(__always) public var payload: UnsafeRawPointer { base + EthernetFrame.headerLength }
     /// Length of the payload (may include padding up to the 60-byte minimum frame).
-    @inline(__always) public var payloadCount: Int { count &- EthernetFrame.headerLength }
+    @inlinable @inline(__always) public var payloadCount: Int { count &- EthernetFrame.headerLength }
 
     /// Writes a 14-byte header at `p`; returns the header length (14).
-    @inline(__always) @discardableResult
+    @inlinable @inline(__always) @discardableResult
     public static func write(to p: UnsafeMutableRawPointer, destination: MACAddress, source: MACAddress,
                              etherType: UInt16) -> Int {
         destination.store(to: p, offset: 0)

@@ -63,31 +63,31 @@ public struct ICMPv4Packet: WireView {
     public let count: Int
 
     /// Validates that the 4-byte generic header is present; nil otherwise.
-    @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
+    @inlinable @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
         guard count >= ICMPv4Packet.headerLength else { return nil }
         self.base = base
         self.count = count
     }
 
     /// The message type (see `ICMPv4Type`).
-    @inline(__always) public var type: UInt8 { base.u8(0) }
+    @inlinable @inline(__always) public var type: UInt8 { base.u8(0) }
     /// The message code.
-    @inline(__always) public var code: UInt8 { base.u8(1) }
+    @inlinable @inline(__always) public var code: UInt8 { base.u8(1) }
     /// The checksum as stored.
-    @inline(__always) public var checksum: UInt16 { base.be16(2) }
+    @inlinable @inline(__always) public var checksum: UInt16 { base.be16(2) }
     /// Start of the type-specific body (after the 4-byte header).
-    @inline(__always) public var body: UnsafeRawPointer { base + ICMPv4Packet.headerLength }
+    @inlinable @inline(__always) public var body: UnsafeRawPointer { base + ICMPv4Packet.headerLength }
     /// Length of the body.
-    @inline(__always) public var bodyCount: Int { count &- ICMPv4Packet.headerLength }
+    @inlinable @inline(__always) public var bodyCount: Int { count &- ICMPv4Packet.headerLength }
     /// True if the checksum over the whole message is correct.
-    @inline(__always) public var isChecksumValid: Bool { Checksum.fold(Checksum.sum(base, count: count)) == 0xffff }
+    @inlinable @inline(__always) public var isChecksumValid: Bool { Checksum.fold(Checksum.sum(base, count: count)) == 0xffff }
     /// The echo view if this is an echo request or reply with a complete echo header, else nil.
-    @inline(__always) public var echo: ICMPEcho? {
+    @inlinable @inline(__always) public var echo: ICMPEcho? {
         type == ICMPv4Type.echoRequest || type == ICMPv4Type.echoReply ? ICMPEcho(base, count: count) : nil
     }
 
     /// Computes and stores the checksum of the ICMPv4 message `p[0..<count]`.
-    @inline(__always) public static func fillChecksum(_ p: UnsafeMutableRawPointer, count: Int) {
+    @inlinable @inline(__always) public static func fillChecksum(_ p: UnsafeMutableRawPointer, count: Int) {
         p.setBE16(2, 0)
         p.setBE16(2, Checksum.internet(UnsafeRawPointer(p), count: count))
     }
@@ -104,35 +104,35 @@ public struct ICMPv6Packet: WireView {
     public let count: Int
 
     /// Validates that the 4-byte generic header is present; nil otherwise.
-    @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
+    @inlinable @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
         guard count >= ICMPv6Packet.headerLength else { return nil }
         self.base = base
         self.count = count
     }
 
     /// The message type (see `ICMPv6Type`).
-    @inline(__always) public var type: UInt8 { base.u8(0) }
+    @inlinable @inline(__always) public var type: UInt8 { base.u8(0) }
     /// The message code.
-    @inline(__always) public var code: UInt8 { base.u8(1) }
+    @inlinable @inline(__always) public var code: UInt8 { base.u8(1) }
     /// The checksum as stored.
-    @inline(__always) public var checksum: UInt16 { base.be16(2) }
+    @inlinable @inline(__always) public var checksum: UInt16 { base.be16(2) }
     /// Start of the type-specific body (after the 4-byte header).
-    @inline(__always) public var body: UnsafeRawPointer { base + ICMPv6Packet.headerLength }
+    @inlinable @inline(__always) public var body: UnsafeRawPointer { base + ICMPv6Packet.headerLength }
     /// Length of the body.
-    @inline(__always) public var bodyCount: Int { count &- ICMPv6Packet.headerLength }
+    @inlinable @inline(__always) public var bodyCount: Int { count &- ICMPv6Packet.headerLength }
     /// The echo view if this is an echo request or reply with a complete echo header, else nil.
-    @inline(__always) public var echo: ICMPEcho? {
+    @inlinable @inline(__always) public var echo: ICMPEcho? {
         type == ICMPv6Type.echoRequest || type == ICMPv6Type.echoReply ? ICMPEcho(base, count: count) : nil
     }
 
     /// True if the checksum over the IPv6 pseudo header and the whole message is correct.
-    @inline(__always) public func isChecksumValid(source: IPv6Address, destination: IPv6Address) -> Bool {
+    @inlinable @inline(__always) public func isChecksumValid(source: IPv6Address, destination: IPv6Address) -> Bool {
         let pseudo = Checksum.pseudoHeader(source: source, destination: destination, nextHeader: IPProtocol.icmpv6, length: count)
         return Checksum.fold(Checksum.sum(base, count: count, initial: pseudo)) == 0xffff
     }
 
     /// Computes and stores the checksum of the ICMPv6 message `p[0..<count]` over the IPv6 pseudo header.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func fillChecksum(_ p: UnsafeMutableRawPointer, count: Int, source: IPv6Address, destination: IPv6Address) {
         p.setBE16(2, 0)
         let pseudo = Checksum.pseudoHeader(source: source, destination: destination, nextHeader: IPProtocol.icmpv6, length: count)
@@ -151,30 +151,30 @@ public struct ICMPEcho: WireView {
     public let count: Int
 
     /// Validates that the 8-byte echo header is present (the type is not checked); nil otherwise.
-    @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
+    @inlinable @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
         guard count >= ICMPEcho.headerLength else { return nil }
         self.base = base
         self.count = count
     }
 
     /// The message type (echo request or reply of the family).
-    @inline(__always) public var type: UInt8 { base.u8(0) }
+    @inlinable @inline(__always) public var type: UInt8 { base.u8(0) }
     /// The message code (0 for echo).
-    @inline(__always) public var code: UInt8 { base.u8(1) }
+    @inlinable @inline(__always) public var code: UInt8 { base.u8(1) }
     /// The checksum as stored.
-    @inline(__always) public var checksum: UInt16 { base.be16(2) }
+    @inlinable @inline(__always) public var checksum: UInt16 { base.be16(2) }
     /// The echo identifier.
-    @inline(__always) public var identifier: UInt16 { base.be16(4) }
+    @inlinable @inline(__always) public var identifier: UInt16 { base.be16(4) }
     /// The echo sequence number.
-    @inline(__always) public var sequenceNumber: UInt16 { base.be16(6) }
+    @inlinable @inline(__always) public var sequenceNumber: UInt16 { base.be16(6) }
     /// Start of the echo data.
-    @inline(__always) public var data: UnsafeRawPointer { base + ICMPEcho.headerLength }
+    @inlinable @inline(__always) public var data: UnsafeRawPointer { base + ICMPEcho.headerLength }
     /// Length of the echo data.
-    @inline(__always) public var dataCount: Int { count &- ICMPEcho.headerLength }
+    @inlinable @inline(__always) public var dataCount: Int { count &- ICMPEcho.headerLength }
 
     /// Writes an 8-byte echo header at `p` with checksum 0 (fill it with the family's
     /// `fillChecksum` once the data follows); returns 8.
-    @inline(__always) @discardableResult
+    @inlinable @inline(__always) @discardableResult
     public static func write(to p: UnsafeMutableRawPointer, type: UInt8, code: UInt8 = 0,
                              identifier: UInt16, sequenceNumber: UInt16) -> Int {
         p.setU8(0, type)

@@ -58,7 +58,7 @@ public struct IPv4Packet: WireView {
     public let count: Int
 
     /// Validates version 4, IHL >= 5 and 20 <= IHL*4 <= total length <= `count`; nil otherwise.
-    @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
+    @inlinable @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
         guard count >= IPv4Packet.minimumHeaderLength else { return nil }
         let vihl = base.u8(0)
         let ihl = Int(vihl & 0x0f) &* 4
@@ -69,55 +69,55 @@ public struct IPv4Packet: WireView {
     }
 
     /// The version field (always 4 in a valid view).
-    @inline(__always) public var version: UInt8 { base.u8(0) >> 4 }
+    @inlinable @inline(__always) public var version: UInt8 { base.u8(0) >> 4 }
     /// Header length in bytes (IHL * 4, 20...60).
-    @inline(__always) public var headerLength: Int { Int(base.u8(0) & 0x0f) &* 4 }
+    @inlinable @inline(__always) public var headerLength: Int { Int(base.u8(0) & 0x0f) &* 4 }
     /// The type-of-service byte (DSCP << 2 | ECN).
-    @inline(__always) public var tos: UInt8 { base.u8(1) }
+    @inlinable @inline(__always) public var tos: UInt8 { base.u8(1) }
     /// Differentiated services code point (upper 6 bits of the TOS byte).
-    @inline(__always) public var dscp: UInt8 { base.u8(1) >> 2 }
+    @inlinable @inline(__always) public var dscp: UInt8 { base.u8(1) >> 2 }
     /// Explicit congestion notification (lower 2 bits of the TOS byte).
-    @inline(__always) public var ecn: UInt8 { base.u8(1) & 3 }
+    @inlinable @inline(__always) public var ecn: UInt8 { base.u8(1) & 3 }
     /// Total length of header and payload in bytes.
-    @inline(__always) public var totalLength: Int { Int(base.be16(2)) }
+    @inlinable @inline(__always) public var totalLength: Int { Int(base.be16(2)) }
     /// The identification field.
-    @inline(__always) public var identification: UInt16 { base.be16(4) }
+    @inlinable @inline(__always) public var identification: UInt16 { base.be16(4) }
     /// The raw flags and fragment offset word.
-    @inline(__always) public var flagsAndFragmentOffset: UInt16 { base.be16(6) }
+    @inlinable @inline(__always) public var flagsAndFragmentOffset: UInt16 { base.be16(6) }
     /// True if the Don't Fragment flag is set.
-    @inline(__always) public var dontFragment: Bool { base.be16(6) & 0x4000 != 0 }
+    @inlinable @inline(__always) public var dontFragment: Bool { base.be16(6) & 0x4000 != 0 }
     /// True if the More Fragments flag is set.
-    @inline(__always) public var moreFragments: Bool { base.be16(6) & 0x2000 != 0 }
+    @inlinable @inline(__always) public var moreFragments: Bool { base.be16(6) & 0x2000 != 0 }
     /// Fragment offset in 8-byte units.
-    @inline(__always) public var fragmentOffset: UInt16 { base.be16(6) & 0x1fff }
+    @inlinable @inline(__always) public var fragmentOffset: UInt16 { base.be16(6) & 0x1fff }
     /// True if this is a fragment (MF set or offset non-zero).
-    @inline(__always) public var isFragment: Bool { base.be16(6) & 0x3fff != 0 }
+    @inlinable @inline(__always) public var isFragment: Bool { base.be16(6) & 0x3fff != 0 }
     /// Time to live.
-    @inline(__always) public var ttl: UInt8 { base.u8(8) }
+    @inlinable @inline(__always) public var ttl: UInt8 { base.u8(8) }
     /// The payload's protocol number (see `IPProtocol`).
-    @inline(__always) public var `protocol`: UInt8 { base.u8(9) }
+    @inlinable @inline(__always) public var `protocol`: UInt8 { base.u8(9) }
     /// The header checksum as stored.
-    @inline(__always) public var headerChecksum: UInt16 { base.be16(10) }
+    @inlinable @inline(__always) public var headerChecksum: UInt16 { base.be16(10) }
     /// The source address.
-    @inline(__always) public var source: IPv4Address { IPv4Address(at: base, offset: 12) }
+    @inlinable @inline(__always) public var source: IPv4Address { IPv4Address(at: base, offset: 12) }
     /// The destination address.
-    @inline(__always) public var destination: IPv4Address { IPv4Address(at: base, offset: 16) }
+    @inlinable @inline(__always) public var destination: IPv4Address { IPv4Address(at: base, offset: 16) }
     /// Start of the options (valid for `optionsCount` bytes).
-    @inline(__always) public var options: UnsafeRawPointer { base + IPv4Packet.minimumHeaderLength }
+    @inlinable @inline(__always) public var options: UnsafeRawPointer { base + IPv4Packet.minimumHeaderLength }
     /// Length of the options in bytes (0...40).
-    @inline(__always) public var optionsCount: Int { headerLength &- IPv4Packet.minimumHeaderLength }
+    @inlinable @inline(__always) public var optionsCount: Int { headerLength &- IPv4Packet.minimumHeaderLength }
     /// Offset of the payload from `base` (the header length).
-    @inline(__always) public var payloadOffset: Int { headerLength }
+    @inlinable @inline(__always) public var payloadOffset: Int { headerLength }
     /// Start of the payload.
-    @inline(__always) public var payload: UnsafeRawPointer { base + headerLength }
+    @inlinable @inline(__always) public var payload: UnsafeRawPointer { base + headerLength }
     /// Length of the payload (total length minus header length).
-    @inline(__always) public var payloadCount: Int { totalLength &- headerLength }
+    @inlinable @inline(__always) public var payloadCount: Int { totalLength &- headerLength }
     /// True if the header checksum (over the header with options) is correct.
-    @inline(__always) public var isChecksumValid: Bool { Checksum.fold(Checksum.sum(base, count: headerLength)) == 0xffff }
+    @inlinable @inline(__always) public var isChecksumValid: Bool { Checksum.fold(Checksum.sum(base, count: headerLength)) == 0xffff }
 
     /// Writes a 20-byte header (no options) at `p` for `payloadLength` bytes of payload and fills its
     /// checksum; returns the header length (20).
-    @inline(__always) @discardableResult
+    @inlinable @inline(__always) @discardableResult
     public static func write(to p: UnsafeMutableRawPointer, source: IPv4Address, destination: IPv4Address,
                              protocol proto: UInt8, payloadLength: Int, ttl: UInt8 = 255,
                              identification: UInt16 = 0, dontFragment: Bool = false,
@@ -137,7 +137,7 @@ public struct IPv4Packet: WireView {
     }
 
     /// Recomputes and stores the header checksum of the header at `p` of `headerLength` bytes.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func fillChecksum(_ p: UnsafeMutableRawPointer, headerLength: Int = minimumHeaderLength) {
         p.setBE16(10, 0)
         p.setBE16(10, Checksum.internet(UnsafeRawPointer(p), count: headerLength))

@@ -51,7 +51,7 @@ public struct IPv6Packet: WireView {
 
     /// Validates version 6 and 40 + payload length <= `count`, then walks the extension headers;
     /// nil if the header is truncated or the chain overruns the payload.
-    @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
+    @inlinable @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
         guard count >= IPv6Packet.headerLength, base.u8(0) >> 4 == 6 else { return nil }
         let end = IPv6Packet.headerLength &+ Int(base.be16(4))
         guard end <= count else { return nil }
@@ -84,52 +84,52 @@ public struct IPv6Packet: WireView {
     }
 
     /// The version field (always 6 in a valid view).
-    @inline(__always) public var version: UInt8 { base.u8(0) >> 4 }
+    @inlinable @inline(__always) public var version: UInt8 { base.u8(0) >> 4 }
     /// The traffic class (DSCP << 2 | ECN).
-    @inline(__always) public var trafficClass: UInt8 { UInt8(truncatingIfNeeded: base.be32(0) >> 20) }
+    @inlinable @inline(__always) public var trafficClass: UInt8 { UInt8(truncatingIfNeeded: base.be32(0) >> 20) }
     /// The 20-bit flow label.
-    @inline(__always) public var flowLabel: UInt32 { base.be32(0) & 0x000f_ffff }
+    @inlinable @inline(__always) public var flowLabel: UInt32 { base.be32(0) & 0x000f_ffff }
     /// The payload length field (extension headers and upper-layer data).
-    @inline(__always) public var payloadLength: Int { Int(base.be16(4)) }
+    @inlinable @inline(__always) public var payloadLength: Int { Int(base.be16(4)) }
     /// The next-header field of the fixed header.
-    @inline(__always) public var nextHeader: UInt8 { base.u8(6) }
+    @inlinable @inline(__always) public var nextHeader: UInt8 { base.u8(6) }
     /// The hop limit.
-    @inline(__always) public var hopLimit: UInt8 { base.u8(7) }
+    @inlinable @inline(__always) public var hopLimit: UInt8 { base.u8(7) }
     /// The source address.
-    @inline(__always) public var source: IPv6Address { IPv6Address(at: base, offset: 8) }
+    @inlinable @inline(__always) public var source: IPv6Address { IPv6Address(at: base, offset: 8) }
     /// The destination address.
-    @inline(__always) public var destination: IPv6Address { IPv6Address(at: base, offset: 24) }
+    @inlinable @inline(__always) public var destination: IPv6Address { IPv6Address(at: base, offset: 24) }
     /// Start of the payload (first extension header or the upper-layer header).
-    @inline(__always) public var payload: UnsafeRawPointer { base + IPv6Packet.headerLength }
+    @inlinable @inline(__always) public var payload: UnsafeRawPointer { base + IPv6Packet.headerLength }
     /// Length of the payload (the payload length field).
-    @inline(__always) public var payloadCount: Int { Int(base.be16(4)) }
+    @inlinable @inline(__always) public var payloadCount: Int { Int(base.be16(4)) }
     /// Start of the upper-layer header.
-    @inline(__always) public var upperLayer: UnsafeRawPointer { base + upperLayerOffset }
+    @inlinable @inline(__always) public var upperLayer: UnsafeRawPointer { base + upperLayerOffset }
     /// Length of the upper-layer header and data (to the end of the payload).
-    @inline(__always) public var upperLayerCount: Int {
+    @inlinable @inline(__always) public var upperLayerCount: Int {
         IPv6Packet.headerLength &+ Int(base.be16(4)) &- upperLayerOffset
     }
     /// True if a fragment header is present (even an atomic one with offset 0 and M clear).
-    @inline(__always) public var hasFragmentHeader: Bool { fragmentHeaderOffset != 0 }
+    @inlinable @inline(__always) public var hasFragmentHeader: Bool { fragmentHeaderOffset != 0 }
     /// True if this is a fragment (fragment header with M set or offset non-zero).
-    @inline(__always) public var isFragment: Bool {
+    @inlinable @inline(__always) public var isFragment: Bool {
         fragmentHeaderOffset != 0 && base.be16(fragmentHeaderOffset &+ 2) & 0xfff9 != 0
     }
     /// Fragment offset in 8-byte units (0 without a fragment header).
-    @inline(__always) public var fragmentOffset: UInt16 {
+    @inlinable @inline(__always) public var fragmentOffset: UInt16 {
         fragmentHeaderOffset == 0 ? 0 : base.be16(fragmentHeaderOffset &+ 2) >> 3
     }
     /// True if the fragment header's M (more fragments) flag is set.
-    @inline(__always) public var moreFragments: Bool {
+    @inlinable @inline(__always) public var moreFragments: Bool {
         fragmentHeaderOffset != 0 && base.be16(fragmentHeaderOffset &+ 2) & 1 != 0
     }
     /// The fragment identification (0 without a fragment header).
-    @inline(__always) public var fragmentIdentification: UInt32 {
+    @inlinable @inline(__always) public var fragmentIdentification: UInt32 {
         fragmentHeaderOffset == 0 ? 0 : base.be32(fragmentHeaderOffset &+ 4)
     }
 
     /// Writes a 40-byte header at `p` for `payloadLength` bytes of payload; returns 40.
-    @inline(__always) @discardableResult
+    @inlinable @inline(__always) @discardableResult
     public static func write(to p: UnsafeMutableRawPointer, source: IPv6Address, destination: IPv6Address,
                              nextHeader: UInt8, payloadLength: Int, hopLimit: UInt8 = 255,
                              flowLabel: UInt32 = 0, trafficClass: UInt8 = 0) -> Int {

@@ -37,7 +37,7 @@ public enum Pcap {
     public static let linkTypeEthernet: UInt32 = 1
 
     /// Writes the 24-byte file header at `p`; returns 24.
-    @inline(__always) @discardableResult
+    @inlinable @inline(__always) @discardableResult
     public static func writeFileHeader(to p: UnsafeMutableRawPointer, snapLength: UInt32 = defaultSnapLength,
                                        linkType: UInt32 = linkTypeEthernet) -> Int {
         p.storeBytes(of: magic, toByteOffset: 0, as: UInt32.self)
@@ -51,7 +51,7 @@ public enum Pcap {
     }
 
     /// Writes a 16-byte record header at `p` for a frame of `length` bytes, all captured; returns 16.
-    @inline(__always) @discardableResult
+    @inlinable @inline(__always) @discardableResult
     public static func writeRecordHeader(to p: UnsafeMutableRawPointer, seconds: UInt32, microseconds: UInt32,
                                          length: Int) -> Int {
         writeRecordHeader(to: p, seconds: seconds, microseconds: microseconds,
@@ -59,7 +59,7 @@ public enum Pcap {
     }
 
     /// Writes a 16-byte record header at `p` with explicit captured and original lengths; returns 16.
-    @inline(__always) @discardableResult
+    @inlinable @inline(__always) @discardableResult
     public static func writeRecordHeader(to p: UnsafeMutableRawPointer, seconds: UInt32, microseconds: UInt32,
                                          capturedLength: UInt32, originalLength: UInt32) -> Int {
         p.storeBytes(of: seconds, toByteOffset: 0, as: UInt32.self)
@@ -78,7 +78,7 @@ public struct PcapFileHeader: WireView {
     public let count: Int
 
     /// Validates length and the host-order magic 0xa1b2c3d4; nil otherwise.
-    @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
+    @inlinable @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
         guard count >= Pcap.fileHeaderLength,
               base.loadUnaligned(fromByteOffset: 0, as: UInt32.self) == Pcap.magic else { return nil }
         self.base = base
@@ -86,17 +86,17 @@ public struct PcapFileHeader: WireView {
     }
 
     /// Major version (2).
-    @inline(__always) public var versionMajor: UInt16 { base.loadUnaligned(fromByteOffset: 4, as: UInt16.self) }
+    @inlinable @inline(__always) public var versionMajor: UInt16 { base.loadUnaligned(fromByteOffset: 4, as: UInt16.self) }
     /// Minor version (4).
-    @inline(__always) public var versionMinor: UInt16 { base.loadUnaligned(fromByteOffset: 6, as: UInt16.self) }
+    @inlinable @inline(__always) public var versionMinor: UInt16 { base.loadUnaligned(fromByteOffset: 6, as: UInt16.self) }
     /// GMT to local time correction (0).
-    @inline(__always) public var thisZone: Int32 { base.loadUnaligned(fromByteOffset: 8, as: Int32.self) }
+    @inlinable @inline(__always) public var thisZone: Int32 { base.loadUnaligned(fromByteOffset: 8, as: Int32.self) }
     /// Timestamp accuracy (0).
-    @inline(__always) public var sigFigs: UInt32 { base.loadUnaligned(fromByteOffset: 12, as: UInt32.self) }
+    @inlinable @inline(__always) public var sigFigs: UInt32 { base.loadUnaligned(fromByteOffset: 12, as: UInt32.self) }
     /// Snapshot length.
-    @inline(__always) public var snapLength: UInt32 { base.loadUnaligned(fromByteOffset: 16, as: UInt32.self) }
+    @inlinable @inline(__always) public var snapLength: UInt32 { base.loadUnaligned(fromByteOffset: 16, as: UInt32.self) }
     /// Link-layer type (1 Ethernet).
-    @inline(__always) public var linkType: UInt32 { base.loadUnaligned(fromByteOffset: 20, as: UInt32.self) }
+    @inlinable @inline(__always) public var linkType: UInt32 { base.loadUnaligned(fromByteOffset: 20, as: UInt32.self) }
 }
 
 /// View of a pcap record header written in host byte order, followed by the captured bytes.
@@ -107,7 +107,7 @@ public struct PcapRecordHeader: WireView {
     public let count: Int
 
     /// Validates that the 16-byte header and the captured bytes fit in `count`; nil otherwise.
-    @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
+    @inlinable @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
         guard count >= Pcap.recordHeaderLength else { return nil }
         let captured = base.loadUnaligned(fromByteOffset: 8, as: UInt32.self)
         guard UInt64(captured) <= UInt64(count &- Pcap.recordHeaderLength) else { return nil }
@@ -116,13 +116,13 @@ public struct PcapRecordHeader: WireView {
     }
 
     /// Timestamp, seconds.
-    @inline(__always) public var seconds: UInt32 { base.loadUnaligned(fromByteOffset: 0, as: UInt32.self) }
+    @inlinable @inline(__always) public var seconds: UInt32 { base.loadUnaligned(fromByteOffset: 0, as: UInt32.self) }
     /// Timestamp, microseconds.
-    @inline(__always) public var microseconds: UInt32 { base.loadUnaligned(fromByteOffset: 4, as: UInt32.self) }
+    @inlinable @inline(__always) public var microseconds: UInt32 { base.loadUnaligned(fromByteOffset: 4, as: UInt32.self) }
     /// Number of bytes captured (following the header).
-    @inline(__always) public var capturedLength: UInt32 { base.loadUnaligned(fromByteOffset: 8, as: UInt32.self) }
+    @inlinable @inline(__always) public var capturedLength: UInt32 { base.loadUnaligned(fromByteOffset: 8, as: UInt32.self) }
     /// Original length of the frame on the wire.
-    @inline(__always) public var originalLength: UInt32 { base.loadUnaligned(fromByteOffset: 12, as: UInt32.self) }
+    @inlinable @inline(__always) public var originalLength: UInt32 { base.loadUnaligned(fromByteOffset: 12, as: UInt32.self) }
     /// Start of the captured bytes.
-    @inline(__always) public var data: UnsafeRawPointer { base + Pcap.recordHeaderLength }
+    @inlinable @inline(__always) public var data: UnsafeRawPointer { base + Pcap.recordHeaderLength }
 }

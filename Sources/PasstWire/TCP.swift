@@ -36,9 +36,10 @@
 
 /// TCP header flags (byte 13 of the header).
 public struct TCPFlags: OptionSet, Hashable, Sendable {
+    /// The flags byte as on the wire.
     public let rawValue: UInt8
     /// Creates flags from the raw byte.
-    @inline(__always) public init(rawValue: UInt8) { self.rawValue = rawValue }
+    @inlinable @inline(__always) public init(rawValue: UInt8) { self.rawValue = rawValue }
 
     /// No more data from sender.
     public static let fin = TCPFlags(rawValue: 0x01)
@@ -94,10 +95,10 @@ public struct TCPOptions: Equatable, Sendable {
     public var isMalformed: Bool = false
 
     /// An empty option set.
-    public init() {}
+    @inlinable public init() {}
 
     /// Parses the options in `p[0..<count]`; never reads outside that range.
-    public init(parsing p: UnsafeRawPointer, count: Int) {
+    @inlinable public init(parsing p: UnsafeRawPointer, count: Int) {
         var i = 0
         while i < count {
             let kind = p.u8(i)
@@ -131,7 +132,7 @@ public struct TCPSegment: WireView {
     public let count: Int
 
     /// Validates count >= 20 and 5 <= data offset, data offset * 4 <= `count`; nil otherwise.
-    @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
+    @inlinable @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
         guard count >= TCPSegment.minimumHeaderLength else { return nil }
         let length = Int(base.u8(12) >> 4) &* 4
         guard length >= TCPSegment.minimumHeaderLength, length <= count else { return nil }
@@ -140,58 +141,58 @@ public struct TCPSegment: WireView {
     }
 
     /// The source port.
-    @inline(__always) public var sourcePort: UInt16 { base.be16(0) }
+    @inlinable @inline(__always) public var sourcePort: UInt16 { base.be16(0) }
     /// The destination port.
-    @inline(__always) public var destinationPort: UInt16 { base.be16(2) }
+    @inlinable @inline(__always) public var destinationPort: UInt16 { base.be16(2) }
     /// The sequence number.
-    @inline(__always) public var sequenceNumber: UInt32 { base.be32(4) }
+    @inlinable @inline(__always) public var sequenceNumber: UInt32 { base.be32(4) }
     /// The acknowledgment number.
-    @inline(__always) public var acknowledgmentNumber: UInt32 { base.be32(8) }
+    @inlinable @inline(__always) public var acknowledgmentNumber: UInt32 { base.be32(8) }
     /// The data offset in 32-bit words (5...15).
-    @inline(__always) public var dataOffset: UInt8 { base.u8(12) >> 4 }
+    @inlinable @inline(__always) public var dataOffset: UInt8 { base.u8(12) >> 4 }
     /// Header length in bytes (data offset * 4).
-    @inline(__always) public var headerLength: Int { Int(base.u8(12) >> 4) &* 4 }
+    @inlinable @inline(__always) public var headerLength: Int { Int(base.u8(12) >> 4) &* 4 }
     /// The flags byte.
-    @inline(__always) public var flags: TCPFlags { TCPFlags(rawValue: base.u8(13)) }
+    @inlinable @inline(__always) public var flags: TCPFlags { TCPFlags(rawValue: base.u8(13)) }
     /// The (unscaled) receive window.
-    @inline(__always) public var window: UInt16 { base.be16(14) }
+    @inlinable @inline(__always) public var window: UInt16 { base.be16(14) }
     /// The checksum as stored.
-    @inline(__always) public var checksum: UInt16 { base.be16(16) }
+    @inlinable @inline(__always) public var checksum: UInt16 { base.be16(16) }
     /// The urgent pointer.
-    @inline(__always) public var urgentPointer: UInt16 { base.be16(18) }
+    @inlinable @inline(__always) public var urgentPointer: UInt16 { base.be16(18) }
     /// Start of the options area.
-    @inline(__always) public var optionsArea: UnsafeRawPointer { base + TCPSegment.minimumHeaderLength }
+    @inlinable @inline(__always) public var optionsArea: UnsafeRawPointer { base + TCPSegment.minimumHeaderLength }
     /// Length of the options area in bytes (0...40).
-    @inline(__always) public var optionsCount: Int { headerLength &- TCPSegment.minimumHeaderLength }
+    @inlinable @inline(__always) public var optionsCount: Int { headerLength &- TCPSegment.minimumHeaderLength }
     /// The options, parsed (one pass over the options area).
-    @inline(__always) public var options: TCPOptions { TCPOptions(parsing: optionsArea, count: optionsCount) }
+    @inlinable @inline(__always) public var options: TCPOptions { TCPOptions(parsing: optionsArea, count: optionsCount) }
     /// Offset of the payload from `base` (the header length).
-    @inline(__always) public var payloadOffset: Int { headerLength }
+    @inlinable @inline(__always) public var payloadOffset: Int { headerLength }
     /// Start of the payload.
-    @inline(__always) public var payload: UnsafeRawPointer { base + headerLength }
+    @inlinable @inline(__always) public var payload: UnsafeRawPointer { base + headerLength }
     /// Length of the payload.
-    @inline(__always) public var payloadCount: Int { count &- headerLength }
+    @inlinable @inline(__always) public var payloadCount: Int { count &- headerLength }
 
     /// True if the checksum over the IPv4 pseudo header and the whole segment is correct.
-    @inline(__always) public func isChecksumValid(source: IPv4Address, destination: IPv4Address) -> Bool {
+    @inlinable @inline(__always) public func isChecksumValid(source: IPv4Address, destination: IPv4Address) -> Bool {
         let pseudo = Checksum.pseudoHeader(source: source, destination: destination, protocol: IPProtocol.tcp, length: count)
         return Checksum.fold(Checksum.sum(base, count: count, initial: pseudo)) == 0xffff
     }
 
     /// True if the checksum over the IPv6 pseudo header and the whole segment is correct.
-    @inline(__always) public func isChecksumValid(source: IPv6Address, destination: IPv6Address) -> Bool {
+    @inlinable @inline(__always) public func isChecksumValid(source: IPv6Address, destination: IPv6Address) -> Bool {
         let pseudo = Checksum.pseudoHeader(source: source, destination: destination, nextHeader: IPProtocol.tcp, length: count)
         return Checksum.fold(Checksum.sum(base, count: count, initial: pseudo)) == 0xffff
     }
 
     /// Length of the header `write` produces for these options (20, 24 with MSS, +4 with window scale).
-    @inline(__always) public static func headerLength(mss: UInt16?, windowScale: UInt8?) -> Int {
+    @inlinable @inline(__always) public static func headerLength(mss: UInt16?, windowScale: UInt8?) -> Int {
         minimumHeaderLength &+ (mss == nil ? 0 : 4) &+ (windowScale == nil ? 0 : 4)
     }
 
     /// Writes a TCP header at `p` with checksum 0 and, if given, the options MSS then NOP + window
     /// scale (upstream's SYN layout); returns the header length.
-    @inline(__always) @discardableResult
+    @inlinable @inline(__always) @discardableResult
     public static func write(to p: UnsafeMutableRawPointer, sourcePort: UInt16, destinationPort: UInt16,
                              sequenceNumber: UInt32, acknowledgmentNumber: UInt32, flags: TCPFlags,
                              window: UInt16, urgentPointer: UInt16 = 0,
@@ -224,21 +225,21 @@ public struct TCPSegment: WireView {
 
     /// Computes and stores the checksum of the segment `p[0..<count]` (header, options, payload)
     /// given the unfolded pseudo-header sum.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func fillChecksum(_ p: UnsafeMutableRawPointer, count: Int, pseudoHeaderSum: UInt64) {
         p.setBE16(16, 0)
         p.setBE16(16, Checksum.internet(UnsafeRawPointer(p), count: count, initial: pseudoHeaderSum))
     }
 
     /// Computes and stores the checksum of the segment `p[0..<count]` over the IPv4 pseudo header.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func fillChecksum(_ p: UnsafeMutableRawPointer, count: Int, source: IPv4Address, destination: IPv4Address) {
         fillChecksum(p, count: count, pseudoHeaderSum: Checksum.pseudoHeader(
             source: source, destination: destination, protocol: IPProtocol.tcp, length: count))
     }
 
     /// Computes and stores the checksum of the segment `p[0..<count]` over the IPv6 pseudo header.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func fillChecksum(_ p: UnsafeMutableRawPointer, count: Int, source: IPv6Address, destination: IPv6Address) {
         fillChecksum(p, count: count, pseudoHeaderSum: Checksum.pseudoHeader(
             source: source, destination: destination, nextHeader: IPProtocol.tcp, length: count))

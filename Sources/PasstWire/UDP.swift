@@ -29,7 +29,7 @@ public struct UDPDatagram: WireView {
     public let count: Int
 
     /// Validates count >= 8 and 8 <= length field <= `count`; nil otherwise.
-    @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
+    @inlinable @inline(__always) public init?(_ base: UnsafeRawPointer, count: Int) {
         guard count >= UDPDatagram.headerLength else { return nil }
         let length = Int(base.be16(4))
         guard length >= UDPDatagram.headerLength, length <= count else { return nil }
@@ -38,34 +38,34 @@ public struct UDPDatagram: WireView {
     }
 
     /// The source port.
-    @inline(__always) public var sourcePort: UInt16 { base.be16(0) }
+    @inlinable @inline(__always) public var sourcePort: UInt16 { base.be16(0) }
     /// The destination port.
-    @inline(__always) public var destinationPort: UInt16 { base.be16(2) }
+    @inlinable @inline(__always) public var destinationPort: UInt16 { base.be16(2) }
     /// The length field (header and payload).
-    @inline(__always) public var length: Int { Int(base.be16(4)) }
+    @inlinable @inline(__always) public var length: Int { Int(base.be16(4)) }
     /// The checksum as stored (0: none, IPv4 only).
-    @inline(__always) public var checksum: UInt16 { base.be16(6) }
+    @inlinable @inline(__always) public var checksum: UInt16 { base.be16(6) }
     /// Start of the payload.
-    @inline(__always) public var payload: UnsafeRawPointer { base + UDPDatagram.headerLength }
+    @inlinable @inline(__always) public var payload: UnsafeRawPointer { base + UDPDatagram.headerLength }
     /// Length of the payload (length field minus 8).
-    @inline(__always) public var payloadCount: Int { Int(base.be16(4)) &- UDPDatagram.headerLength }
+    @inlinable @inline(__always) public var payloadCount: Int { Int(base.be16(4)) &- UDPDatagram.headerLength }
 
     /// True if the checksum over the IPv4 pseudo header is correct, or absent (0).
-    @inline(__always) public func isChecksumValid(source: IPv4Address, destination: IPv4Address) -> Bool {
+    @inlinable @inline(__always) public func isChecksumValid(source: IPv4Address, destination: IPv4Address) -> Bool {
         if checksum == 0 { return true }
         let pseudo = Checksum.pseudoHeader(source: source, destination: destination, protocol: IPProtocol.udp, length: length)
         return Checksum.fold(Checksum.sum(base, count: length, initial: pseudo)) == 0xffff
     }
 
     /// True if the checksum over the IPv6 pseudo header is correct (0 is never valid in IPv6).
-    @inline(__always) public func isChecksumValid(source: IPv6Address, destination: IPv6Address) -> Bool {
+    @inlinable @inline(__always) public func isChecksumValid(source: IPv6Address, destination: IPv6Address) -> Bool {
         if checksum == 0 { return false }
         let pseudo = Checksum.pseudoHeader(source: source, destination: destination, nextHeader: IPProtocol.udp, length: length)
         return Checksum.fold(Checksum.sum(base, count: length, initial: pseudo)) == 0xffff
     }
 
     /// Writes an 8-byte header at `p` for `payloadLength` bytes of payload, checksum 0; returns 8.
-    @inline(__always) @discardableResult
+    @inlinable @inline(__always) @discardableResult
     public static func write(to p: UnsafeMutableRawPointer, sourcePort: UInt16, destinationPort: UInt16,
                              payloadLength: Int) -> Int {
         p.setBE16(0, sourcePort)
@@ -77,7 +77,7 @@ public struct UDPDatagram: WireView {
 
     /// Computes and stores the checksum of the datagram `p[0..<count]` given the unfolded
     /// pseudo-header sum; a result of 0 is stored as 0xffff.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func fillChecksum(_ p: UnsafeMutableRawPointer, count: Int, pseudoHeaderSum: UInt64) {
         p.setBE16(6, 0)
         let sum = Checksum.internet(UnsafeRawPointer(p), count: count, initial: pseudoHeaderSum)
@@ -85,14 +85,14 @@ public struct UDPDatagram: WireView {
     }
 
     /// Computes and stores the checksum of the datagram `p[0..<count]` over the IPv4 pseudo header.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func fillChecksum(_ p: UnsafeMutableRawPointer, count: Int, source: IPv4Address, destination: IPv4Address) {
         fillChecksum(p, count: count, pseudoHeaderSum: Checksum.pseudoHeader(
             source: source, destination: destination, protocol: IPProtocol.udp, length: count))
     }
 
     /// Computes and stores the checksum of the datagram `p[0..<count]` over the IPv6 pseudo header.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func fillChecksum(_ p: UnsafeMutableRawPointer, count: Int, source: IPv6Address, destination: IPv6Address) {
         fillChecksum(p, count: count, pseudoHeaderSum: Checksum.pseudoHeader(
             source: source, destination: destination, nextHeader: IPProtocol.udp, length: count))
