@@ -5,4 +5,5 @@
 #define CPASSTSHIM_H
 #include "shim_getopt.h"
 #include "shim_sys.h"
+#include "shim_ns.h"
 #endif

@@ -1,0 +1,108 @@
+// The tap device: pasta's side of the target namespace's Ethernet link.
+//
+// Theory of operation (spec §1.3, "Tap device"): opening /dev/net/tun gives a file that becomes a
+// network interface by TUNSETIFF. With IFF_TAP it carries Ethernet frames; with IFF_NO_PI there is
+// no packet-information prefix. One read() returns exactly one frame as the kernel transmitted it
+// on the interface (whatever the guest namespace sends); one write() injects exactly one frame as
+// if the interface had received it. No length prefix, no batching inside one call. The fd is
+// non-blocking: an empty queue reads as `wouldBlock`. The interface exists while the fd is open
+// (it is not persistent) and disappears when `TapDevice` goes away.
+//
+// The interface is created in the network namespace of the thread that opens /dev/net/tun, so
+// open it inside the target (`TapDevice.open(name:in:)`, or in `TargetNetworkNamespace.run`).
+// Reads and writes then work from any namespace. The MAC address ioctls are answered by the tun
+// driver on the fd itself, so they too work from anywhere. Addresses, routes and link state are
+// netlink's business (Netlink.swift).
+//
+// Error policy belongs to the caller (spec): read EOF, or HUP/ERR on the fd, means the device is
+// gone (die); write failures EAGAIN, EINTR, ENOBUFS, ENOSPC, EIO drop the frame.
+#if canImport(Glibc)
+import Glibc
+#endif
+import CPasstShim
+
+/// An open tap interface (IFF_TAP|IFF_NO_PI, non-blocking): one Ethernet frame per read or write.
+public struct TapDevice: ~Copyable, Sendable {
+    /// The longest interface name the kernel accepts (IFNAMSIZ - 1).
+    public static let maximumNameLength = Int(SHIM_IFNAMSIZ) - 1
+
+    /// The /dev/net/tun descriptor bound to the interface.
+    public let descriptor: FileDescriptor
+    /// The interface name the kernel used.
+    public let name: String
+
+    /// Wraps a bound tun descriptor and its interface name.
+    public init(descriptor: consuming FileDescriptor, name: String) {
+        self.descriptor = descriptor
+        self.name = name
+    }
+
+    /// Creates (or attaches to) tap interface `name` in the calling thread's network namespace;
+    /// an empty name lets the kernel choose ("tap0", "tap1", ...). EINVAL if the name is too long.
+    public static func open(name: String) -> SyscallResult<TapDevice> {
+        guard name.utf8.count <= maximumNameLength else { return .failure(EINVAL) }
+        let fd: FileDescriptor
+        switch retryingEINTRDescriptor({ Glibc.open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC) }) {
+        case .success(let opened): fd = opened
+        case .wouldBlock: return .wouldBlock
+        case .failure(let e): return .failure(e)
+        }
+        var kernelName = [CChar](repeating: 0, count: Int(SHIM_IFNAMSIZ))
+        let raw = fd.raw
+        let result = kernelName.withUnsafeMutableBufferPointer { out in
+            retryingEINTRVoid { shim_tap_set_interface(raw, name, out.baseAddress!) }
+        }
+        switch result {
+        case .success:
+            let used = String(decoding: kernelName.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            return .success(TapDevice(descriptor: fd, name: used))
+        case .wouldBlock: return .wouldBlock
+        case .failure(let e): return .failure(e)
+        }
+    }
+
+    /// Creates tap interface `name` inside `namespace` (the calling thread returns home after).
+    public static func open(name: String, in namespace: borrowing TargetNetworkNamespace) -> SyscallResult<TapDevice> {
+        do {
+            return try namespace.run { () throws(SyscallError) -> SyscallResult<TapDevice> in open(name: name) }
+        } catch {
+            return .failure(error.code)
+        }
+    }
+
+    /// Reads one frame into `buffer`: its length, `wouldBlock` if none is queued, 0 at EOF
+    /// (device gone). A frame longer than the buffer is truncated.
+    @inlinable public func read(into buffer: UnsafeMutableRawBufferPointer) -> SyscallResult<Int> {
+        let raw = descriptor.raw
+        return retryingEINTR { Glibc.read(raw, buffer.baseAddress, buffer.count) }
+    }
+
+    /// Writes one frame: the bytes written (the whole frame), `wouldBlock`, or the errno.
+    @inlinable public func write(_ frame: UnsafeRawBufferPointer) -> SyscallResult<Int> {
+        let raw = descriptor.raw
+        return retryingEINTR { Glibc.write(raw, frame.baseAddress, frame.count) }
+    }
+
+    /// The interface's MAC address (6 bytes; random unless set).
+    public func hardwareAddress() -> SyscallResult<[UInt8]> {
+        var mac = [UInt8](repeating: 0, count: 6)
+        let raw = descriptor.raw
+        let result = mac.withUnsafeMutableBufferPointer { out in
+            retryingEINTRVoid { shim_tap_get_mac(raw, out.baseAddress!) }
+        }
+        switch result {
+        case .success: return .success(mac)
+        case .wouldBlock: return .wouldBlock
+        case .failure(let e): return .failure(e)
+        }
+    }
+
+    /// Sets the interface's MAC address (`mac` must have 6 bytes; EINVAL otherwise).
+    public func setHardwareAddress(_ mac: [UInt8]) -> SyscallResult<Void> {
+        guard mac.count == 6 else { return .failure(EINVAL) }
+        let raw = descriptor.raw
+        return mac.withUnsafeBufferPointer { bytes in
+            retryingEINTRVoid { shim_tap_set_mac(raw, bytes.baseAddress!) }
+        }
+    }
+}
