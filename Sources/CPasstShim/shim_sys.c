@@ -6,14 +6,22 @@
  * shorter struct). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <netinet/in.h>
 #include <linux/tcp.h>
 
 #include "shim_sys.h"
+
+_Static_assert(sizeof(struct shim_mmsghdr) == sizeof(struct mmsghdr) &&
+	       offsetof(struct shim_mmsghdr, msg_len) == offsetof(struct mmsghdr, msg_len),
+	       "struct shim_mmsghdr must match struct mmsghdr");
+_Static_assert(SHIM_SPLICE_F_MOVE == SPLICE_F_MOVE && SHIM_SPLICE_F_NONBLOCK == SPLICE_F_NONBLOCK &&
+	       SHIM_SPLICE_F_MORE == SPLICE_F_MORE, "splice flag values");
 
 /** True when a returned tcp_info of len bytes covers the named member. */
 #define TCPI_HAS(len, member) \
@@ -46,6 +54,36 @@ int shim_tcp_info(int fd, struct shim_tcp_info *out)
 int shim_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
 	return accept4(fd, addr, len, flags);
+}
+
+int shim_pipe2(int fds[2], int flags)
+{
+	return pipe2(fds, flags);
+}
+
+int shim_close_range(unsigned int first, unsigned int last, int flags)
+{
+	return close_range(first, last, flags);
+}
+
+int shim_fallocate(int fd, int mode, off_t offset, off_t len)
+{
+	return fallocate(fd, mode, offset, len);
+}
+
+int shim_recvmmsg(int fd, struct shim_mmsghdr *vec, unsigned int vlen, int flags)
+{
+	return recvmmsg(fd, (struct mmsghdr *)vec, vlen, flags, NULL);
+}
+
+int shim_sendmmsg(int fd, struct shim_mmsghdr *vec, unsigned int vlen, int flags)
+{
+	return sendmmsg(fd, (struct mmsghdr *)vec, vlen, flags);
+}
+
+ssize_t shim_splice(int fd_in, int fd_out, size_t len, unsigned int flags)
+{
+	return splice(fd_in, NULL, fd_out, NULL, len, flags);
 }
 
 int shim_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,

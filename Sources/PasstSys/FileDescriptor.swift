@@ -65,7 +65,7 @@ public struct FileDescriptor: ~Copyable, Sendable {
     @inlinable public init(taking raw: Int32) { self.raw = raw }
 
     /// Gives up ownership without closing and returns the raw descriptor.
-    @inlinable public consuming func release() -> Int32 {
+    public consuming func release() -> Int32 {
         let r = raw
         discard self
         return r

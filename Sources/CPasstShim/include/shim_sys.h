@@ -3,24 +3,26 @@
  * Theory of operation: the Swift Glibc module leaves out the Linux-specific headers (epoll, timerfd,
  * signalfd, falloc), so they are included here and reach Swift through CPasstShim. Functions below
  * exist only where a direct call is impossible from Swift: variadic prototypes (prctl), a
- * transparent-union parameter (accept4), siginfo_t union members (waitid), and struct tcp_info
- * fields that glibc's <netinet/tcp.h> lacks (tcpi_bytes_acked, tcpi_min_rtt, tcpi_snd_wnd; the .c
- * file reads them through the kernel's <linux/tcp.h>). All return -1 with errno set on failure,
- * like the syscalls they wrap. */
+ * transparent-union parameter (accept4), siginfo_t union members (waitid), GNU-only declarations
+ * the Glibc module hides (pipe2, close_range, fallocate, recvmmsg, sendmmsg, splice, struct
+ * mmsghdr), and struct tcp_info fields that glibc's <netinet/tcp.h> lacks (tcpi_bytes_acked,
+ * tcpi_min_rtt, tcpi_snd_wnd; the .c file reads them through the kernel's <linux/tcp.h>). All
+ * return -1 with errno set on failure, like the syscalls they wrap.
+ *
+ * Include only headers the Glibc module lacks (plus what the declarations below need): a libc
+ * header first reached through this module can take its declarations away from Glibc in
+ * whole-module builds (seen with <unistd.h>: _SC_PAGESIZE vanished for files importing Glibc). */
 #ifndef SHIM_SYS_H
 #define SHIM_SYS_H
 
 #include <stdint.h>
-#include <signal.h>
-#include <fcntl.h>
-#include <unistd.h>
 #include <sys/types.h>
 #include <sys/socket.h>
-#include <sys/un.h>
-#include <sys/uio.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/timerfd.h>
 #include <sys/signalfd.h>
+#include <sys/statfs.h>
 #include <linux/falloc.h>
 
 /* The TCP_INFO fields the TCP translation mirrors towards the guest (spec §6.5). A has_* flag is 0
@@ -35,6 +37,17 @@ struct shim_tcp_info {
 	uint8_t has_min_rtt;
 	uint8_t has_snd_wnd;
 };
+
+/* Layout twin of struct mmsghdr (GNU-only in <sys/socket.h>): one datagram of recvmmsg/sendmmsg. */
+struct shim_mmsghdr {
+	struct msghdr msg_hdr;	/* the datagram's buffers, address and control data */
+	unsigned int msg_len;	/* bytes received or sent */
+};
+
+/* splice(2) flags (Linux ABI values; GNU-only in <fcntl.h>). */
+#define SHIM_SPLICE_F_MOVE	1U
+#define SHIM_SPLICE_F_NONBLOCK	2U
+#define SHIM_SPLICE_F_MORE	4U
 
 /* A child reaped by shim_waitid_nohang(). */
 struct shim_child_exit {
@@ -52,6 +65,24 @@ int shim_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 /** prctl(2) with all four optional arguments; returns the prctl result or -1 with errno. */
 int shim_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
 	       unsigned long arg5);
+
+/** pipe2(2); returns 0 with fds filled or -1 with errno. */
+int shim_pipe2(int fds[2], int flags);
+
+/** close_range(2); returns 0 or -1 with errno. */
+int shim_close_range(unsigned int first, unsigned int last, int flags);
+
+/** fallocate(2) with FALLOC_FL_* mode; returns 0 or -1 with errno. */
+int shim_fallocate(int fd, int mode, off_t offset, off_t len);
+
+/** recvmmsg(2) without timeout; returns the number of datagrams or -1 with errno. */
+int shim_recvmmsg(int fd, struct shim_mmsghdr *vec, unsigned int vlen, int flags);
+
+/** sendmmsg(2); returns the number of datagrams sent or -1 with errno. */
+int shim_sendmmsg(int fd, struct shim_mmsghdr *vec, unsigned int vlen, int flags);
+
+/** splice(2) between fd_in and fd_out at their current offsets; returns bytes moved or -1. */
+ssize_t shim_splice(int fd_in, int fd_out, size_t len, unsigned int flags);
 
 /** Reaps one exited child without blocking; returns 1 (out filled), 0 (none ready) or -1. */
 int shim_waitid_nohang(struct shim_child_exit *out);
