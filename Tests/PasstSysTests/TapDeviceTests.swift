@@ -7,8 +7,8 @@ import Testing
 import PasstSys
 
 /// The tap's own address and the neighbour the kernel has to resolve.
-private let tapAddress: [UInt8] = [10, 200, 0, 1]
-private let peerAddress: [UInt8] = [10, 200, 0, 2]
+private let tapAddress: [UInt8] = [198, 51, 100, 1]
+private let peerAddress: [UInt8] = [198, 51, 100, 2]
 private let peerMAC: [UInt8] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02]
 
 /// Reads frames from `tap` for up to `timeoutMilliseconds` until `accept` takes one.
