@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export PATH="/opt/swift/usr/bin:$PATH"
-swift build -c release --product wire-loops >/dev/null
+swift build -c release --product wire-loops >/dev/null 2>&1
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 gcc -O2 -o "$out/wire_loops_c" c/wire_loops.c
