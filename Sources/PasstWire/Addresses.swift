@@ -50,8 +50,16 @@ public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
     public var isBroadcast: Bool { self == .broadcast }
     public var isMulticast: Bool { bytes.0 & 1 == 1 }
 
-    public static func == (a: MACAddress, b: MACAddress) -> Bool { a.array == b.array }
-    public func hash(into hasher: inout Hasher) { hasher.combine(array) }
+    /// Compares the six bytes without building arrays (used on the packet path).
+    @inline(__always) public static func == (a: MACAddress, b: MACAddress) -> Bool {
+        a.bytes.0 == b.bytes.0 && a.bytes.1 == b.bytes.1 && a.bytes.2 == b.bytes.2
+            && a.bytes.3 == b.bytes.3 && a.bytes.4 == b.bytes.4 && a.bytes.5 == b.bytes.5
+    }
+    /// Hashes the six bytes.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(bytes.0); hasher.combine(bytes.1); hasher.combine(bytes.2)
+        hasher.combine(bytes.3); hasher.combine(bytes.4); hasher.combine(bytes.5)
+    }
 
     public var description: String {
         array.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":")
