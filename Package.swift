@@ -31,6 +31,8 @@ let package = Package(
         .testTarget(name: "PasstSysTests", dependencies: ["PasstSys"]),
         .testTarget(name: "PasstConfigTests", dependencies: ["PasstConfig", "PasstWire"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PasstConfig", "PasstWire", "PasstSys"]),
+        .testTarget(name: "PasstServicesTests", dependencies: ["PasstServices", "PasstWire"], exclude: ["Fixtures"]),
+        .testTarget(name: "PasstFlowTests", dependencies: ["PasstFlow", "PasstWire", "PasstSys"]),
     ],
     swiftLanguageModes: [.v6]
 )

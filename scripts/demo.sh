@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Self-contained pasta demo: builds a contained "host" network namespace whose uplink is a veth
 # pair to a "router" namespace (192.0.2.0/24, fd00::/64, a private resolv.conf), runs our pasta
-# inside it and shows what pasta made of that host. Nothing leaves the machine. Needs root.
+# inside it: pasta discovers the host's addresses, routes and name servers, gives them to a new
+# namespace (--config-net) and answers ARP, NDP and ICMP echo for it. Nothing leaves the machine.
+# Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-.build/release}
@@ -34,5 +36,16 @@ printf 'nameserver 192.0.2.1\nnameserver fd00::1\nsearch example.test\n' > "/etc
 echo "== the contained host: addresses and routes"
 ip -n "$host" -br addr show dev eth0
 ip -n "$host" route; ip -n "$host" -6 route show default
-echo "== pasta --debug, run inside that host"
-ip netns exec "$host" "$bin/pasta" --debug --config-net -f -- true
+# pasta's ping sockets live in the host namespace: let every group use them there.
+ip netns exec "$host" sysctl -qw net.ipv4.ping_group_range="0 2147483647"
+
+echo "== pasta --debug in that host: what it discovered"
+ip netns exec "$host" "$bin/pasta" --debug --config-net -- true 2>&1 | grep -v '^[0-9.]*: Received signal'
+echo "== inside pasta's namespace (pasta --config-net -- sh -c ...)"
+status=0
+ip netns exec "$host" "$bin/pasta" --config-net -- sh -c '
+    ip -br addr; ip route; ip -6 route show default
+    ping -c1 -W2 192.0.2.1 | grep -E "bytes from|transmitted"
+    ping -6 -c3 -i0.2 -W2 fd00::1 | grep -E "bytes from|transmitted"
+    exit 7' || status=$?
+echo "pasta exited with $status (the status of its command, here 7)"

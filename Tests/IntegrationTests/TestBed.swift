@@ -174,6 +174,9 @@ final class TestBed: Sendable {
     let directory: String
     /// The bed's resolv.conf (nameserver 192.0.2.1, nameserver fd00::1, search example.test other.test).
     let resolvConfPath: String
+    /// /etc/netns/HOST: `ip netns exec HOST` bind-mounts its resolv.conf (a copy of the bed's)
+    /// over /etc/resolv.conf for the command, so programs in the host namespace see the bed's DNS.
+    let hostEtcDirectory: String
 
     private struct Owned {
         var namespaces: [String] = []
@@ -188,11 +191,14 @@ final class TestBed: Sendable {
         router = "ptr-\(id)"
         directory = NSTemporaryDirectory() + "passt-bed-\(id)"
         resolvConfPath = directory + "/resolv.conf"
+        hostEtcDirectory = "/etc/netns/" + host
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             try TestBed.resolvConfText.write(toFile: resolvConfPath, atomically: true, encoding: .utf8)
             try addNamespace(router)
             try addNamespace(host)
+            try FileManager.default.createDirectory(atPath: hostEtcDirectory, withIntermediateDirectories: true)
+            try TestBed.resolvConfText.write(toFile: hostEtcDirectory + "/resolv.conf", atomically: true, encoding: .utf8)
             try ip(host, "link", "add", TestBed.hostInterface, "type", "veth", "peer", "name", TestBed.routerInterface,
                    "netns", router)
             try ip(router, "addr", "add", TestBed.routerIPv4 + "/24", "dev", TestBed.routerInterface)
@@ -287,6 +293,7 @@ final class TestBed: Sendable {
             _ = try? Command.run(["ip", "netns", "del", name])
         }
         try? FileManager.default.removeItem(atPath: directory)
+        try? FileManager.default.removeItem(atPath: hostEtcDirectory)
     }
 
     /// Directory of the running test executable, where SwiftPM also puts the `passt`/`pasta` binaries.

@@ -1,0 +1,69 @@
+// Going to the background, and the PID file (spec §1.4).
+//
+// Theory of operation: podman and libvirt take "the process returned with status 0" to mean
+// "ready": every socket bound, the tap up. So without -f the daemon does all of its set-up in the
+// foreground, then forks; the parent writes the child's PID to the -P file and exits 0, and the
+// child starts a new session, points stdin, stdout and stderr at /dev/null and stops logging to
+// stderr. With -f (and in pasta's spawn mode, which forces foreground) the PID file gets our own
+// PID right before the main loop; test harnesses wait for it to appear. The PID file is opened
+// (created or truncated, mode 0600) at start-up, while the file system is still reachable, and
+// written once: "<pid>\n". Nothing here runs on the packet path.
+import PasstConfig
+import PasstSys
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The -P file: opened at start-up, written once the daemon is ready.
+struct PIDFile: ~Copyable {
+    /// The open file, -1 when -P was not given (owned: closed on deinit).
+    private let fd: Int32
+
+    /// Opens (creates or truncates, 0600) `path`; nothing when `path` is nil.
+    init(path: String?) throws(PastaSetupError) {
+        guard let path else {
+            fd = -1
+            return
+        }
+        switch Sys.open(path, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600) {
+        case .success(let file): fd = file.release()
+        case .wouldBlock: throw PastaSetupError("Couldn't open PID file \(path): \(SyscallError(EAGAIN))")
+        case .failure(let code): throw PastaSetupError("Couldn't open PID file \(path): \(SyscallError(code))")
+        }
+    }
+
+    deinit {
+        if fd >= 0 { _ = FileDescriptor(taking: fd).close() }
+    }
+
+    /// Writes "<pid>\n" to the file (no-op without -P); a failure is logged.
+    func write(pid: pid_t) {
+        guard fd >= 0 else { return }
+        let text = Array("\(pid)\n".utf8)
+        let raw = fd
+        let written = text.withUnsafeBytes { Sys.write(raw, $0) }
+        guard case .success(text.count) = written else {
+            Log.error("Couldn't write PID file")
+            return
+        }
+    }
+}
+
+/// Forking into the background.
+enum Daemon {
+    /// Forks; in the parent returns the child's PID, in the child detaches it from the terminal
+    /// and session and returns nil.
+    static func fork() throws(PastaSetupError) -> pid_t? {
+        let pid = Glibc.fork()
+        if pid < 0 { throw PastaSetupError("Couldn't fork: \(SyscallError(errno))") }
+        if pid > 0 { return pid }
+        _ = setsid()
+        let null = Glibc.open("/dev/null", O_RDWR | O_CLOEXEC)
+        if null >= 0 {
+            for standard in [STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO] { _ = dup2(null, standard) }
+            if null > STDERR_FILENO { close(null) }
+        }
+        Logger.shared.setStderr(enabled: false)
+        return nil
+    }
+}

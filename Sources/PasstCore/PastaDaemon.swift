@@ -1,0 +1,443 @@
+// pasta's daemon: set-up in upstream's order, then the main loop (spec §1.3, §1.4, §5.1).
+//
+// Theory of operation: `PastaDaemon.run` takes the resolved configuration and
+//   1. blocks SIGTERM, SIGQUIT and SIGCHLD into a signalfd and ignores SIGPIPE (DaemonSignals);
+//   2. opens the PID file, finds or creates the target namespace (NamespaceSetup.swift: user
+//      namespace, spawned command held before exec);
+//   3. creates the tap inside the target, configures `lo` and the tap (--config-net);
+//   4. opens the pcap file (before any isolation, which would take the file system away);
+//   5. goes to the background unless -f or spawn mode (Daemonize.swift: the parent writes the
+//      child's PID and returns 0, which means "ready"), else writes its own PID;
+//   6. releases the spawned command, and runs the epoll loop until a signal, the command's
+//      exit, or the namespace's disappearance ends it.
+// A failure in steps 2-5 is logged and gives exit status 1; a held command is killed on the way
+// out (dropping `PendingChild` kills it, spec §16.15).
+//
+// The loop (`PastaContext`, an `EventHandler`): the tap is read until EAGAIN, one frame per
+// read(2) into a buffer allocated once; each frame is captured, teaches us the guest's MAC, is
+// classified once (TapIngress.swift) and handed to its handler. Frames towards the guest are
+// written one per write(2) (Egress below) and captured when sent. Ping sockets are registered
+// with their flow slot in the token; their replies are built in a second preallocated buffer.
+// Timers: ICMP flow expiry every 10 s, the namespace poll every 1 s when the namespace file
+// lives on procfs, unsolicited router advertisements (ServiceBridge.swift) when enabled. The
+// exit status is the spawned command's (or 128 + signal), 0 on SIGTERM/SIGQUIT and when an
+// attached namespace goes away.
+import PasstConfig
+import PasstFlow
+import PasstServices
+import PasstSys
+import PasstWire
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// pasta: connect a network namespace through a tap device.
+public enum PastaDaemon {
+    /// Runs pasta with `configuration` (mode pasta) until it ends; returns the exit status.
+    public static func run(configuration: Configuration) -> Int32 {
+        do {
+            return try start(configuration)
+        } catch {
+            Log.error(error.description)
+            return 1
+        }
+    }
+
+    /// Sets everything up and runs the loop; returns the exit status (0 in a daemonising parent).
+    private static func start(_ configuration: Configuration) throws(PastaSetupError) -> Int32 {
+        let options = configuration.options
+        var isSpawn = false
+        if case .spawn = options.pastaTarget { isSpawn = true }
+        if isSpawn && !options.debug && !options.trace { Logger.shared.configure(level: .warning) }
+
+        let signals: DaemonSignals
+        do {
+            signals = try DaemonSignals(mode: .pasta)
+        } catch {
+            throw PastaSetupError("Couldn't set up signal handling: \(error)")
+        }
+        let pidFile = try PIDFile(path: options.pidFile)
+        var target = try TargetNamespace.open(options)
+
+        let tap = try target.openTap(name: configuration.namespaceInterfaceName)
+        let link = try NamespaceConfigurator.configure(configuration, tap: tap, namespace: target.namespace)
+        let pcap = PcapWriter(path: options.pcapFile)
+
+        if !options.foreground && !isSpawn {
+            if let daemon = try Daemon.fork() {
+                pidFile.write(pid: daemon)
+                return 0
+            }
+        } else {
+            pidFile.write(pid: getpid())
+        }
+
+        var loop: EventLoop
+        do {
+            loop = try EventLoop.daemon()
+        } catch {
+            throw PastaSetupError("Couldn't create epoll instance: \(error)")
+        }
+        var childPID: pid_t = 0
+        if let pending = target.child.take() {
+            let running = pending.release()
+            childPID = running.pid
+            if let code = running.execError { Log.debug("execvp of the command failed: \(SyscallError(code))") }
+            if !options.debug && !options.trace { Logger.shared.setStderr(enabled: false) }
+        }
+        var context = PastaContext(configuration: configuration, tap: tap, pcap: pcap, signals: signals,
+                                   guestMAC: link.guestMAC, guestLinkLocal: link.guestLinkLocal,
+                                   childPID: childPID, quitWatch: target.quitWatch)
+        try context.register(with: &loop)
+        if case .failure(let code) = loop.run(&context) {
+            throw PastaSetupError("epoll_wait: \(SyscallError(code))")
+        }
+        return context.exitStatus
+    }
+}
+
+/// Timers of the pasta loop (the kind byte of their tokens).
+enum PastaTimer: UInt8 {
+    /// Closes idle ICMP echo flows (every 10 s, upstream's ICMP timer interval).
+    case icmpExpiry = 1
+    /// Checks whether the namespace file still exists (every 1 s, procfs/sysfs targets).
+    case namespacePoll
+    /// Sends an unsolicited router advertisement (random 200-600 s intervals).
+    case routerAdvertisement
+}
+
+/// The daemon's state while the loop runs: the tap, flows, and what we know about the guest.
+struct PastaContext: ~Copyable, EventHandler {
+    /// Largest frame read from or written to the tap (65535 plus the Ethernet header).
+    static let frameCapacity = 65536 + EthernetFrame.headerLength
+    /// Interval of the ICMP expiry timer.
+    static let icmpTimerInterval: UInt64 = 10 * SystemClock.nanosecondsPerSecond
+    /// Interval of the namespace poll.
+    static let namespacePollInterval: UInt64 = SystemClock.nanosecondsPerSecond
+    /// Minimum interval between two "dropping fragments" warnings.
+    static let fragmentWarningInterval: UInt64 = 10 * SystemClock.nanosecondsPerSecond
+
+    /// The resolved configuration (switches, addresses).
+    let configuration: Configuration
+    /// The tap, the capture file and the MAC addresses of frames towards the guest.
+    var egress: Egress
+    /// SIGTERM, SIGQUIT and SIGCHLD, read from a signalfd.
+    let signals: DaemonSignals
+    /// The guest's addresses as seen in its packets.
+    var guest: GuestAddresses
+    /// What ARP, DHCP, NDP and DHCPv6 answer with (guest MAC kept current).
+    var services: ServiceConfig
+    /// ICMP/ICMPv6 echo flows and their ping sockets.
+    var echo: ICMPEchoFlows
+    /// The spawned command's PID; 0 when attached to an existing namespace.
+    let childPID: pid_t
+    /// How an attached namespace's disappearance is noticed; nil in spawn mode or with --no-netns-quit.
+    let quitWatch: NamespaceQuitWatch?
+    /// Frames read from the tap land here (allocated once).
+    let inbound: UnsafeMutableRawBufferPointer
+    /// Frames towards the guest are built here (allocated once).
+    let outbound: UnsafeMutableRawBufferPointer
+    /// The status `run` returns once the loop stops.
+    var exitStatus: Int32 = 0
+    /// When fragments were last warned about (monotonic ns; 0: never).
+    var lastFragmentWarning: UInt64 = 0
+
+    /// Builds the loop state around the configured tap.
+    init(configuration: Configuration, tap: consuming TapDevice, pcap: consuming PcapWriter,
+         signals: consuming DaemonSignals, guestMAC: MACAddress, guestLinkLocal: IPv6Address?,
+         childPID: pid_t, quitWatch: NamespaceQuitWatch?) {
+        self.configuration = configuration
+        egress = Egress(tap: tap, pcap: pcap, ourMAC: configuration.options.ourMAC, guestMAC: guestMAC)
+        self.signals = signals
+        guest = GuestAddresses(assigned4: configuration.ipv4?.address, assigned6: configuration.ipv6?.address)
+        guest.linkLocalSeen6 = guestLinkLocal
+        services = ServiceBridge.serviceConfig(configuration, guestMAC: guestMAC, now: SystemClock.realtime())
+        echo = ICMPEchoFlows(translation: PastaContext.echoTranslation(configuration))
+        self.childPID = childPID
+        self.quitWatch = quitWatch
+        inbound = .allocate(byteCount: PastaContext.frameCapacity, alignment: 16)
+        outbound = .allocate(byteCount: PastaContext.frameCapacity, alignment: 16)
+    }
+
+    deinit {
+        inbound.deallocate()
+        outbound.deallocate()
+        switch quitWatch {
+        case .inotify(let fd, _): close(fd)
+        case .polling(let fd, _): close(fd)
+        case nil: break
+        }
+    }
+
+    /// The echo flows' address translation from the configuration (spec §3.3).
+    static func echoTranslation(_ configuration: Configuration) -> EchoTranslation {
+        var translation = EchoTranslation()
+        if let ipv4 = configuration.ipv4 {
+            translation.outboundAddress4 = ipv4.outboundAddress
+            translation.outboundInterface4 = ipv4.outboundInterface
+            translation.mapHostLoopback4 = ipv4.mapHostLoopback
+            translation.mapGuestAddress4 = ipv4.mapGuestAddress
+            translation.guestAddress4 = ipv4.address
+        }
+        if let ipv6 = configuration.ipv6 {
+            translation.outboundAddress6 = ipv6.outboundAddress
+            translation.outboundInterface6 = ipv6.outboundInterface
+            translation.mapHostLoopback6 = ipv6.mapHostLoopback
+            translation.mapGuestAddress6 = ipv6.mapGuestAddress
+            translation.guestAddress6 = ipv6.address
+            if let template = ipv6.templateInterface { translation.linkLocalScope6 = if_nametoindex(template) }
+        }
+        return translation
+    }
+
+    /// Registers the tap, the signalfd, the namespace watch and the timers with `loop`.
+    mutating func register(with loop: inout EventLoop) throws(PastaSetupError) {
+        let tapFD = egress.tap.descriptor.raw
+        if case .failure(let code) = loop.register(tapFD, events: [.input, .readHangup],
+                                                   token: EventToken(.tapPasta, fd: tapFD)) {
+            throw PastaSetupError("Couldn't watch the tap device: \(SyscallError(code))")
+        }
+        let signalFD = signals.signals.raw
+        if case .failure(let code) = loop.register(signalFD, events: .input, token: EventToken(.signal, fd: signalFD)) {
+            throw PastaSetupError("Couldn't watch signals: \(SyscallError(code))")
+        }
+        switch quitWatch {
+        case .inotify(let fd, _):
+            if case .failure(let code) = loop.register(fd, events: .input, token: EventToken(.nsQuitInotify, fd: fd)) {
+                throw PastaSetupError("Couldn't watch the namespace directory: \(SyscallError(code))")
+            }
+        case .polling:
+            _ = loop.addPeriodicTimer(every: PastaContext.namespacePollInterval,
+                                      token: EventToken(kind: PastaTimer.namespacePoll.rawValue))
+        case nil:
+            break
+        }
+        if !configuration.options.noICMP {
+            _ = loop.addPeriodicTimer(every: PastaContext.icmpTimerInterval,
+                                      token: EventToken(kind: PastaTimer.icmpExpiry.rawValue))
+        }
+        if configuration.routerAdvertisementsEnabled {
+            _ = loop.addDeadlineTimer(at: loop.now &+ ServiceBridge.nextRouterAdvertisementDelay(),
+                                      token: EventToken(kind: PastaTimer.routerAdvertisement.rawValue))
+        }
+    }
+
+    // MARK: EventHandler
+
+    /// Dispatches one ready descriptor by its kind.
+    mutating func handleEvent(_ token: EventToken, events: EpollEvents, loop: inout EventLoop) {
+        switch token.eventKind {
+        case .tapPasta:
+            readTap(loop: &loop)
+            if !events.intersection([.error, .hangup, .readHangup]).isEmpty { Log.die("Tap device error, exiting") }
+        case .ping:
+            relayEchoReplies(slot: Int(token.data), now: loop.now)
+        case .signal:
+            handleSignals(loop: &loop)
+        case .nsQuitInotify:
+            checkNamespaceDirectory(fd: token.fd, loop: &loop)
+        default:
+            Log.debug("Unexpected event for token \(token.rawValue)")
+        }
+    }
+
+    /// Runs the timer identified by `token`'s kind.
+    mutating func handleTimer(_ token: EventToken, loop: inout EventLoop) {
+        switch PastaTimer(rawValue: token.kind) {
+        case .icmpExpiry:
+            echo.expire(now: loop.now)
+        case .namespacePoll:
+            pollNamespace(loop: &loop)
+        case .routerAdvertisement:
+            if let length = NDPResponder.unsolicitedRouterAdvertisement(config: services, into: outbound.baseAddress!,
+                                                                        capacity: outbound.count) {
+                egress.send(UnsafeRawBufferPointer(rebasing: outbound[..<length]))
+            }
+            _ = loop.addDeadlineTimer(at: loop.now &+ ServiceBridge.nextRouterAdvertisementDelay(), token: token)
+        case nil:
+            break
+        }
+    }
+
+    // MARK: Tap ingress
+
+    /// Reads frames from the tap until none is left, handling each.
+    mutating func readTap(loop: inout EventLoop) {
+        while true {
+            switch egress.tap.read(into: inbound) {
+            case .success(0):
+                Log.die("EOF on tap device, exiting")
+            case .success(let length):
+                let frame = UnsafeRawBufferPointer(rebasing: inbound[..<length])
+                egress.pcap.record(frame)
+                handleFrame(frame, loop: &loop)
+            case .wouldBlock:
+                return
+            case .failure(let code):
+                Log.die("Error reading from tap device: \(SyscallError(code))")
+            }
+        }
+    }
+
+    /// Learns the guest's MAC from `frame`, classifies it and hands it to its handler.
+    mutating func handleFrame(_ frame: UnsafeRawBufferPointer, loop: inout EventLoop) {
+        let now = loop.now
+        guard let ethernet = EthernetFrame(frame.baseAddress!, count: frame.count) else { return }
+        egress.guestMAC = ethernet.source
+        services.guestMAC = ethernet.source
+        let kind = TapIngress.classify(ethernet, guest: &guest)
+        if services.ipv6 != nil && services.ipv6?.address == nil, let linkLocal = guest.linkLocalSeen6 {
+            services.ipv6?.address = linkLocal
+        }
+        switch kind {
+        case .icmp4(let packet):
+            guard !configuration.options.noICMP else { return }
+            let outcome = echo.handleRequest(source: packet.source, destination: packet.destination,
+                                             message: UnsafeRawBufferPointer(start: packet.payload, count: packet.payloadCount),
+                                             now: now)
+            registerNewFlow(outcome, loop: &loop)
+        case .icmp6(let packet):
+            guard !configuration.options.noICMP else { return }
+            let outcome = echo.handleRequest(source: packet.source, destination: packet.destination,
+                                             message: UnsafeRawBufferPointer(start: packet.upperLayer,
+                                                                             count: packet.upperLayerCount),
+                                             now: now)
+            registerNewFlow(outcome, loop: &loop)
+        case .fragment:
+            if lastFragmentWarning == 0 || now &- lastFragmentWarning >= PastaContext.fragmentWarningInterval {
+                Log.warning("Dropping IPv4 fragments from guest")
+                lastFragmentWarning = now
+            }
+        case .arp:
+            answer(frame, with: ARPResponder.answer)
+        case .dhcp:
+            answer(frame, with: DHCPServer.answer)
+        case .ndp:
+            guard !configuration.options.noICMP else { return }
+            answer(frame, with: NDPResponder.answer)
+        case .dhcpv6:
+            if answer(frame, with: DHCPv6Server.answer), let assigned = services.ipv6?.address { guest.seen6 = assigned }
+        case .transport4, .transport6:
+            // TCP and UDP flows arrive with their own issues: until then their packets are dropped here.
+            break
+        case .dropped:
+            break
+        }
+    }
+
+    /// Lets `service` answer `frame` and sends its reply, if any; returns whether it replied.
+    @discardableResult
+    mutating func answer(_ frame: UnsafeRawBufferPointer,
+                         with service: (UnsafeRawPointer, Int, ServiceConfig, UnsafeMutableRawPointer, Int) -> Int?) -> Bool {
+        guard let length = service(frame.baseAddress!, frame.count, services, outbound.baseAddress!, outbound.count),
+              length > 0 else { return false }
+        egress.send(UnsafeRawBufferPointer(rebasing: outbound[..<length]))
+        return true
+    }
+
+    /// Registers the socket of a newly opened echo flow for input, with its slot as token data.
+    mutating func registerNewFlow(_ outcome: EchoRequestOutcome, loop: inout EventLoop) {
+        guard case .newFlow(let slot, let fd) = outcome else { return }
+        if case .failure(let code) = loop.register(fd, events: .input,
+                                                   token: EventToken(.ping, fd: fd, data: UInt32(slot))) {
+            Log.debug("ICMP: can't watch ping socket: \(SyscallError(code))")
+        }
+    }
+
+    // MARK: ICMP echo
+
+    /// Receives and forwards every pending echo reply of flow `slot`.
+    mutating func relayEchoReplies(slot: Int, now: UInt64) {
+        while let length = echo.receiveReply(slot: slot, into: outbound, ourMAC: egress.ourMAC,
+                                             guestMAC: egress.guestMAC, now: now) {
+            if length > 0 { egress.send(UnsafeRawBufferPointer(rebasing: outbound[..<length])) }
+        }
+    }
+
+    // MARK: Signals and quitting
+
+    /// Drains the signalfd: SIGTERM/SIGQUIT stop with 0, the command's exit stops with its status.
+    mutating func handleSignals(loop: inout EventLoop) {
+        switch signals.drain() {
+        case .exit:
+            exitStatus = 0
+            loop.stop()
+        case .childStateChanged:
+            while case .success(let child?) = Signals.reapChild() {
+                if child.pid == childPID {
+                    exitStatus = RunningChild.exitCode(exited: child.exited, status: child.status)
+                    loop.stop()
+                }
+            }
+        case .none:
+            break
+        }
+    }
+
+    /// Reads inotify events of the namespace directory; stops with 0 if the namespace file went.
+    mutating func checkNamespaceDirectory(fd: Int32, loop: inout EventLoop) {
+        guard case .inotify(_, let name) = quitWatch else { return }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count <= 0 { return }
+            var offset = 0
+            let headerLength = MemoryLayout<inotify_event>.size
+            while offset + headerLength <= count {
+                let nameLength = buffer.withUnsafeBytes {
+                    Int($0.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
+                }
+                let nameBytes = buffer[(offset + headerLength)..<min(count, offset + headerLength + nameLength)]
+                let entry = String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self)
+                if entry == name {
+                    Log.info("Namespace \(name) is gone, exiting")
+                    exitStatus = 0
+                    loop.stop()
+                    return
+                }
+                offset += headerLength + nameLength
+            }
+        }
+    }
+
+    /// Checks that the namespace file can still be opened; stops with 0 if not.
+    mutating func pollNamespace(loop: inout EventLoop) {
+        guard case .polling(let directory, let name) = quitWatch else { return }
+        let fd = openat(directory, name, NamespaceQuitWatch.pathOnly | O_CLOEXEC)
+        if fd >= 0 {
+            close(fd)
+            return
+        }
+        if errno == EACCES { return }
+        Log.info("Namespace \(name) is gone, exiting")
+        exitStatus = 0
+        loop.stop()
+    }
+}
+
+/// Frames towards the guest: one write(2) per frame on the tap, each captured once sent.
+struct Egress: ~Copyable {
+    /// The tap device in the target namespace.
+    let tap: TapDevice
+    /// The -p capture (disabled without -p).
+    let pcap: PcapWriter
+    /// Our MAC address: the source of every frame we send (-M).
+    let ourMAC: MACAddress
+    /// The guest's MAC address: the tap's, then the source of the last frame it sent.
+    var guestMAC: MACAddress
+
+    /// Writes `frame` to the tap; drops it on the tolerated errors, dies on any other.
+    func send(_ frame: UnsafeRawBufferPointer) {
+        switch tap.write(frame) {
+        case .success:
+            pcap.record(frame)
+        case .wouldBlock:
+            break
+        case .failure(let code):
+            switch code {
+            case EINTR, ENOBUFS, ENOSPC, EIO: break
+            default: Log.die("Error writing to tap device: \(SyscallError(code))")
+            }
+        }
+    }
+}
