@@ -251,6 +251,29 @@ public struct Configuration: Equatable, Sendable {
         }
     }
 
+    /// Adds one family's resolv.conf name servers to `dns` (spec §3.2): the first becomes `dnsHost`,
+    /// a loopback one is replaced by the map-host-loopback address (which becomes the redirect match
+    /// address) or skipped without one. Returns how many were added.
+    private static func adoptNameservers<Address>(_ nameservers: [Address], isLoopback: (Address) -> Bool,
+                                                  mapHostLoopback: Address?, dns: inout [Address],
+                                                  dnsHost: inout Address?, dnsMatch: inout Address?) -> Int {
+        var added = 0
+        for nameserver in nameservers {
+            if dnsHost == nil { dnsHost = nameserver }
+            var guestVisible = nameserver
+            if isLoopback(nameserver) {
+                guard let mapped = mapHostLoopback else { continue }
+                guestVisible = mapped
+                if dnsMatch == nil { dnsMatch = mapped }
+            }
+            if dns.count < ConfigLimits.nameservers {
+                dns.append(guestVisible)
+                added += 1
+            }
+        }
+        return added
+    }
+
     /// Fills name servers and search domains from resolv.conf where options don't cover them (spec §3.2).
     private mutating func resolveDNS(_ resolver: ResolverConfig) {
         let dns4Covered = ipv4 == nil || !(ipv4?.dns.isEmpty ?? true)
@@ -261,35 +284,15 @@ public struct Configuration: Equatable, Sendable {
 
         var addedFromResolver = 0
         if !dnsCovered && !dns4Covered, var settings = ipv4 {
-            for nameserver in resolver.nameservers4 {
-                if settings.dnsHost == nil { settings.dnsHost = nameserver }
-                var guestVisible = nameserver
-                if nameserver.isLoopback {
-                    guard let mapped = settings.mapHostLoopback else { continue }
-                    guestVisible = mapped
-                    if settings.dnsMatch == nil { settings.dnsMatch = mapped }
-                }
-                if settings.dns.count < ConfigLimits.nameservers {
-                    settings.dns.append(guestVisible)
-                    addedFromResolver += 1
-                }
-            }
+            addedFromResolver += Self.adoptNameservers(resolver.nameservers4, isLoopback: \.isLoopback,
+                                                       mapHostLoopback: settings.mapHostLoopback, dns: &settings.dns,
+                                                       dnsHost: &settings.dnsHost, dnsMatch: &settings.dnsMatch)
             ipv4 = settings
         }
         if !dnsCovered && !dns6Covered, var settings = ipv6 {
-            for nameserver in resolver.nameservers6 {
-                if settings.dnsHost == nil { settings.dnsHost = nameserver }
-                var guestVisible = nameserver
-                if nameserver.isLoopback {
-                    guard let mapped = settings.mapHostLoopback else { continue }
-                    guestVisible = mapped
-                    if settings.dnsMatch == nil { settings.dnsMatch = mapped }
-                }
-                if settings.dns.count < ConfigLimits.nameservers {
-                    settings.dns.append(guestVisible)
-                    addedFromResolver += 1
-                }
-            }
+            addedFromResolver += Self.adoptNameservers(resolver.nameservers6, isLoopback: \.isLoopback,
+                                                       mapHostLoopback: settings.mapHostLoopback, dns: &settings.dns,
+                                                       dnsHost: &settings.dnsHost, dnsMatch: &settings.dnsMatch)
             ipv6 = settings
         }
         if !searchCovered {

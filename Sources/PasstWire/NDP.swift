@@ -376,8 +376,33 @@ public enum NDPOptionValue: Sendable, Equatable {
 
 // MARK: - Messages
 
+/// What the four NDP message views share: the ICMPv6 checksum and the options after a fixed part.
+public protocol NDPMessageView: WireView {
+    /// First byte of the ICMPv6 header.
+    var base: UnsafeRawPointer { get }
+    /// Length of the ICMPv6 message.
+    var count: Int { get }
+    /// Bytes before the options.
+    static var fixedLength: Int { get }
+}
+
+extension NDPMessageView {
+    /// The stored ICMPv6 checksum.
+    public var checksum: UInt16 { base.be16(2) }
+    /// Whether the stored checksum is right for these IPv6 addresses.
+    public func isChecksumValid(source: IPv6Address, destination: IPv6Address) -> Bool {
+        NDP.isChecksumValid(base, count: count, source: source, destination: destination)
+    }
+    /// The options.
+    public var options: NDPOptions { NDPOptions(base + Self.fixedLength, count: count &- Self.fixedLength) }
+    /// The source link-layer address option's MAC, if present (absent in DAD probes and usually in NAs).
+    public var sourceLinkLayerAddress: MACAddress? {
+        options.first(type: NDPOptionType.sourceLinkLayerAddress)?.linkLayerAddress
+    }
+}
+
 /// View of a Router Solicitation (ICMPv6 type 133), from the ICMPv6 header on.
-public struct NDPRouterSolicitation {
+public struct NDPRouterSolicitation: NDPMessageView {
     /// First byte of the ICMPv6 header.
     public let base: UnsafeRawPointer
     /// Length of the ICMPv6 message.
@@ -392,18 +417,6 @@ public struct NDPRouterSolicitation {
         self.base = base; self.count = count
     }
 
-    /// The stored ICMPv6 checksum.
-    public var checksum: UInt16 { base.be16(2) }
-    /// Whether the stored checksum is right for these IPv6 addresses.
-    public func isChecksumValid(source: IPv6Address, destination: IPv6Address) -> Bool {
-        NDP.isChecksumValid(base, count: count, source: source, destination: destination)
-    }
-    /// The options.
-    public var options: NDPOptions { NDPOptions(base + Self.fixedLength, count: count &- Self.fixedLength) }
-    /// The source link-layer address option's MAC, if present.
-    public var sourceLinkLayerAddress: MACAddress? {
-        options.first(type: NDPOptionType.sourceLinkLayerAddress)?.linkLayerAddress
-    }
 
     /// Writes an RS, with a source link-layer address option if given; returns its length or nil
     /// if `capacity` is too small.
@@ -421,7 +434,7 @@ public struct NDPRouterSolicitation {
 }
 
 /// View of a Router Advertisement (ICMPv6 type 134), from the ICMPv6 header on.
-public struct NDPRouterAdvertisement {
+public struct NDPRouterAdvertisement: NDPMessageView {
     /// First byte of the ICMPv6 header.
     public let base: UnsafeRawPointer
     /// Length of the ICMPv6 message.
@@ -436,12 +449,6 @@ public struct NDPRouterAdvertisement {
         self.base = base; self.count = count
     }
 
-    /// The stored ICMPv6 checksum.
-    public var checksum: UInt16 { base.be16(2) }
-    /// Whether the stored checksum is right for these IPv6 addresses.
-    public func isChecksumValid(source: IPv6Address, destination: IPv6Address) -> Bool {
-        NDP.isChecksumValid(base, count: count, source: source, destination: destination)
-    }
     /// Hop limit hosts should use (0 = unspecified).
     public var currentHopLimit: UInt8 { base.u8(4) }
     /// Raw flags byte (M = 0x80, O = 0x40, H = 0x20, Prf = 0x18).
@@ -456,12 +463,6 @@ public struct NDPRouterAdvertisement {
     public var reachableTime: UInt32 { base.be32(8) }
     /// Retransmission timer in milliseconds (0 = unspecified).
     public var retransTimer: UInt32 { base.be32(12) }
-    /// The options.
-    public var options: NDPOptions { NDPOptions(base + Self.fixedLength, count: count &- Self.fixedLength) }
-    /// The source link-layer address option's MAC, if present.
-    public var sourceLinkLayerAddress: MACAddress? {
-        options.first(type: NDPOptionType.sourceLinkLayerAddress)?.linkLayerAddress
-    }
 
     /// Writes an RA with `options` in the given order; returns its length, or nil if it does not
     /// fit in `capacity` or an option cannot be encoded.
@@ -481,7 +482,7 @@ public struct NDPRouterAdvertisement {
 }
 
 /// View of a Neighbor Solicitation (ICMPv6 type 135), from the ICMPv6 header on.
-public struct NDPNeighborSolicitation {
+public struct NDPNeighborSolicitation: NDPMessageView {
     /// First byte of the ICMPv6 header.
     public let base: UnsafeRawPointer
     /// Length of the ICMPv6 message.
@@ -496,20 +497,8 @@ public struct NDPNeighborSolicitation {
         self.base = base; self.count = count
     }
 
-    /// The stored ICMPv6 checksum.
-    public var checksum: UInt16 { base.be16(2) }
-    /// Whether the stored checksum is right for these IPv6 addresses.
-    public func isChecksumValid(source: IPv6Address, destination: IPv6Address) -> Bool {
-        NDP.isChecksumValid(base, count: count, source: source, destination: destination)
-    }
     /// The address being resolved.
     public var target: IPv6Address { IPv6Address(at: base, offset: 8) }
-    /// The options.
-    public var options: NDPOptions { NDPOptions(base + Self.fixedLength, count: count &- Self.fixedLength) }
-    /// The source link-layer address option's MAC, if present (absent in DAD probes).
-    public var sourceLinkLayerAddress: MACAddress? {
-        options.first(type: NDPOptionType.sourceLinkLayerAddress)?.linkLayerAddress
-    }
 
     /// Writes an NS for `target`, with a source link-layer address option if given; returns its
     /// length or nil if `capacity` is too small.
@@ -528,7 +517,7 @@ public struct NDPNeighborSolicitation {
 }
 
 /// View of a Neighbor Advertisement (ICMPv6 type 136), from the ICMPv6 header on.
-public struct NDPNeighborAdvertisement {
+public struct NDPNeighborAdvertisement: NDPMessageView {
     /// First byte of the ICMPv6 header.
     public let base: UnsafeRawPointer
     /// Length of the ICMPv6 message.
@@ -543,12 +532,6 @@ public struct NDPNeighborAdvertisement {
         self.base = base; self.count = count
     }
 
-    /// The stored ICMPv6 checksum.
-    public var checksum: UInt16 { base.be16(2) }
-    /// Whether the stored checksum is right for these IPv6 addresses.
-    public func isChecksumValid(source: IPv6Address, destination: IPv6Address) -> Bool {
-        NDP.isChecksumValid(base, count: count, source: source, destination: destination)
-    }
     /// Raw flags byte (R = 0x80, S = 0x40, O = 0x20).
     public var flags: UInt8 { base.u8(4) }
     /// Router flag (R): the sender is a router.
@@ -559,8 +542,6 @@ public struct NDPNeighborAdvertisement {
     public var override: Bool { flags & 0x20 != 0 }
     /// The address whose link-layer address is advertised.
     public var target: IPv6Address { IPv6Address(at: base, offset: 8) }
-    /// The options.
-    public var options: NDPOptions { NDPOptions(base + Self.fixedLength, count: count &- Self.fixedLength) }
     /// The target link-layer address option's MAC, if present.
     public var targetLinkLayerAddress: MACAddress? {
         options.first(type: NDPOptionType.targetLinkLayerAddress)?.linkLayerAddress
