@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <netinet/in.h>
@@ -69,6 +70,11 @@ int shim_close_range(unsigned int first, unsigned int last, int flags)
 int shim_fallocate(int fd, int mode, off_t offset, off_t len)
 {
 	return fallocate(fd, mode, offset, len);
+}
+
+ssize_t shim_getrandom(void *buf, size_t len, unsigned int flags)
+{
+	return getrandom(buf, len, flags);
 }
 
 int shim_recvmmsg(int fd, struct shim_mmsghdr *vec, unsigned int vlen, int flags)

@@ -18,7 +18,11 @@
 // classified once (TapIngress.swift) and handed to its handler. Frames towards the guest are
 // written one per write(2) (Egress below) and captured when sent. Ping sockets are registered
 // with their flow slot in the token; their replies are built in a second preallocated buffer.
-// Timers: ICMP flow expiry every 10 s, the namespace poll every 1 s when the namespace file
+// UDP (UDPFlows in PasstFlow): datagrams from the guest are queued per flow and sent with one
+// sendmmsg per run of one flow, at the latest when a tap read pass ends, so a read pass keeps its
+// frames one after the other in an 8 MiB pool; flow sockets and -u listeners (bound before
+// daemonising) are registered with the flow slot / listener index in the token.
+// Timers: UDP flow expiry every 1 s, ICMP flow expiry every 10 s, the namespace poll every 1 s when the namespace file
 // lives on procfs, unsolicited router advertisements (ServiceBridge.swift) when enabled. The
 // exit status is the spawned command's (or 128 + signal), 0 on SIGTERM/SIGQUIT and when an
 // attached namespace goes away.
@@ -62,6 +66,13 @@ public enum PastaDaemon {
         let tap = try target.openTap(name: configuration.namespaceInterfaceName)
         let link = try NamespaceConfigurator.configure(configuration, tap: tap, namespace: target.namespace)
         let pcap = PcapWriter(path: options.pcapFile)
+        let udpListeners: [UDPListener]
+        do {
+            udpListeners = try UDPListeners.open(options.udpPorts, ipv4: configuration.ipv4 != nil,
+                                                 ipv6: configuration.ipv6 != nil)
+        } catch {
+            throw PastaSetupError(error.description)
+        }
 
         if !options.foreground && !isSpawn {
             if let daemon = try Daemon.fork() {
@@ -87,7 +98,7 @@ public enum PastaDaemon {
         }
         var context = PastaContext(configuration: configuration, tap: tap, pcap: pcap, signals: signals,
                                    guestMAC: link.guestMAC, guestLinkLocal: link.guestLinkLocal,
-                                   childPID: childPID, quitWatch: target.quitWatch)
+                                   childPID: childPID, quitWatch: target.quitWatch, udpListeners: udpListeners)
         try context.register(with: &loop)
         if case .failure(let code) = loop.run(&context) {
             throw PastaSetupError("epoll_wait: \(SyscallError(code))")
@@ -104,12 +115,18 @@ enum PastaTimer: UInt8 {
     case namespacePoll
     /// Sends an unsolicited router advertisement (random 200-600 s intervals).
     case routerAdvertisement
+    /// Closes idle UDP flows (every 1 s).
+    case udpExpiry
 }
 
 /// The daemon's state while the loop runs: the tap, flows, and what we know about the guest.
 struct PastaContext: ~Copyable, EventHandler {
     /// Largest frame read from or written to the tap (65535 plus the Ethernet header).
     static let frameCapacity = 65536 + EthernetFrame.headerLength
+    /// Size of the tap read pool: frames of one read pass stay here until UDP batches are sent.
+    static let inboundCapacity = 8 * 1024 * 1024
+    /// Interval of the UDP expiry timer.
+    static let udpTimerInterval: UInt64 = SystemClock.nanosecondsPerSecond
     /// Interval of the ICMP expiry timer.
     static let icmpTimerInterval: UInt64 = 10 * SystemClock.nanosecondsPerSecond
     /// Interval of the namespace poll.
@@ -129,11 +146,15 @@ struct PastaContext: ~Copyable, EventHandler {
     var services: ServiceConfig
     /// ICMP/ICMPv6 echo flows and their ping sockets.
     var echo: ICMPEchoFlows
+    /// The flow table (both sides of every UDP flow).
+    var flows: FlowTable
+    /// UDP flows, their sockets and the -u listeners.
+    var udp: UDPFlows
     /// The spawned command's PID; 0 when attached to an existing namespace.
     let childPID: pid_t
     /// How an attached namespace's disappearance is noticed; nil in spawn mode or with --no-netns-quit.
     let quitWatch: NamespaceQuitWatch?
-    /// Frames read from the tap land here (allocated once).
+    /// Frames read from the tap land here, one after the other in a read pass (allocated once).
     let inbound: UnsafeMutableRawBufferPointer
     /// Frames towards the guest are built here (allocated once).
     let outbound: UnsafeMutableRawBufferPointer
@@ -145,7 +166,7 @@ struct PastaContext: ~Copyable, EventHandler {
     /// Builds the loop state around the configured tap.
     init(configuration: Configuration, tap: consuming TapDevice, pcap: consuming PcapWriter,
          signals: consuming DaemonSignals, guestMAC: MACAddress, guestLinkLocal: IPv6Address?,
-         childPID: pid_t, quitWatch: NamespaceQuitWatch?) {
+         childPID: pid_t, quitWatch: NamespaceQuitWatch?, udpListeners: [UDPListener]) {
         self.configuration = configuration
         egress = Egress(tap: tap, pcap: pcap, ourMAC: configuration.options.ourMAC, guestMAC: guestMAC)
         self.signals = signals
@@ -153,9 +174,12 @@ struct PastaContext: ~Copyable, EventHandler {
         guest.linkLocalSeen6 = guestLinkLocal
         services = ServiceBridge.serviceConfig(configuration, guestMAC: guestMAC, now: SystemClock.realtime())
         echo = ICMPEchoFlows(translation: PastaContext.echoTranslation(configuration))
+        flows = FlowTable(capacity: FlowTable.upstreamCapacity)
+        let scope = configuration.ipv6?.templateInterface.map { if_nametoindex($0) } ?? 0
+        udp = UDPFlows(rules: ForwardingRules(configuration, linkLocalScope6: scope), listeners: udpListeners)
         self.childPID = childPID
         self.quitWatch = quitWatch
-        inbound = .allocate(byteCount: PastaContext.frameCapacity, alignment: 16)
+        inbound = .allocate(byteCount: PastaContext.inboundCapacity, alignment: 16)
         outbound = .allocate(byteCount: PastaContext.frameCapacity, alignment: 16)
     }
 
@@ -216,6 +240,15 @@ struct PastaContext: ~Copyable, EventHandler {
             _ = loop.addPeriodicTimer(every: PastaContext.icmpTimerInterval,
                                       token: EventToken(kind: PastaTimer.icmpExpiry.rawValue))
         }
+        for (index, listener) in udp.listeners.enumerated() {
+            if case .failure(let code) = loop.register(listener.socket, events: .input,
+                                                       token: EventToken(.udpListen, fd: listener.socket,
+                                                                         data: UInt32(index))) {
+                throw PastaSetupError("Couldn't watch UDP port \(listener.port): \(SyscallError(code))")
+            }
+        }
+        _ = loop.addPeriodicTimer(every: PastaContext.udpTimerInterval,
+                                  token: EventToken(kind: PastaTimer.udpExpiry.rawValue))
         if configuration.routerAdvertisementsEnabled {
             _ = loop.addDeadlineTimer(at: loop.now &+ ServiceBridge.nextRouterAdvertisementDelay(),
                                       token: EventToken(kind: PastaTimer.routerAdvertisement.rawValue))
@@ -232,6 +265,10 @@ struct PastaContext: ~Copyable, EventHandler {
             if !events.intersection([.error, .hangup, .readHangup]).isEmpty { Log.die("Tap device error, exiting") }
         case .ping:
             relayEchoReplies(slot: Int(token.data), now: loop.now)
+        case .udpReply:
+            relayUDPReplies(slot: Int(token.data), fd: token.fd, events: events, now: loop.now)
+        case .udpListen:
+            relayUDPListener(Int(token.data), now: loop.now)
         case .signal:
             handleSignals(loop: &loop)
         case .nsQuitInotify:
@@ -248,6 +285,8 @@ struct PastaContext: ~Copyable, EventHandler {
             echo.expire(now: loop.now)
         case .namespacePoll:
             pollNamespace(loop: &loop)
+        case .udpExpiry:
+            udp.expire(now: loop.now, table: &flows)
         case .routerAdvertisement:
             if let length = NDPResponder.unsolicitedRouterAdvertisement(config: services, into: outbound.baseAddress!,
                                                                         capacity: outbound.count) {
@@ -261,17 +300,26 @@ struct PastaContext: ~Copyable, EventHandler {
 
     // MARK: Tap ingress
 
-    /// Reads frames from the tap until none is left, handling each.
+    /// Reads frames from the tap until none is left, handling each; frames of one pass are kept
+    /// one after the other in the pool until the queued UDP datagrams pointing into it are sent.
     mutating func readTap(loop: inout EventLoop) {
+        var offset = 0
         while true {
-            switch egress.tap.read(into: inbound) {
+            if inbound.count - offset < PastaContext.frameCapacity {
+                udp.flush()
+                offset = 0
+            }
+            switch egress.tap.read(into: UnsafeMutableRawBufferPointer(
+                rebasing: inbound[offset..<(offset + PastaContext.frameCapacity)])) {
             case .success(0):
                 Log.die("EOF on tap device, exiting")
             case .success(let length):
-                let frame = UnsafeRawBufferPointer(rebasing: inbound[..<length])
+                let frame = UnsafeRawBufferPointer(rebasing: inbound[offset..<(offset + length)])
                 egress.pcap.record(frame)
                 handleFrame(frame, loop: &loop)
+                offset += (length + 15) & ~15
             case .wouldBlock:
+                udp.flush()
                 return
             case .failure(let code):
                 Log.die("Error reading from tap device: \(SyscallError(code))")
@@ -317,9 +365,20 @@ struct PastaContext: ~Copyable, EventHandler {
             answer(frame, with: NDPResponder.answer)
         case .dhcpv6:
             if answer(frame, with: DHCPv6Server.answer), let assigned = services.ipv6?.address { guest.seen6 = assigned }
-        case .transport4, .transport6:
-            // TCP and UDP flows arrive with their own issues: until then their packets are dropped here.
-            break
+        case .transport4(let packet):
+            // TCP arrives with its own issue: until then its segments are dropped here.
+            guard packet.protocol == IPProtocol.udp,
+                  let datagram = UDPDatagram(packet.payload, count: packet.payloadCount) else { return }
+            let outcome = udp.handleGuestDatagram(isIPv6: false, source: IPv6Address(v4Mapped: packet.source),
+                                                  destination: IPv6Address(v4Mapped: packet.destination),
+                                                  datagram: datagram, now: now, table: &flows)
+            registerNewUDPFlow(outcome, loop: &loop)
+        case .transport6(let packet):
+            guard packet.upperLayerProtocol == IPProtocol.udp,
+                  let datagram = UDPDatagram(packet.upperLayer, count: packet.upperLayerCount) else { return }
+            let outcome = udp.handleGuestDatagram(isIPv6: true, source: packet.source, destination: packet.destination,
+                                                  datagram: datagram, now: now, table: &flows)
+            registerNewUDPFlow(outcome, loop: &loop)
         case .dropped:
             break
         }
@@ -341,6 +400,35 @@ struct PastaContext: ~Copyable, EventHandler {
         if case .failure(let code) = loop.register(fd, events: .input,
                                                    token: EventToken(.ping, fd: fd, data: UInt32(slot))) {
             Log.debug("ICMP: can't watch ping socket: \(SyscallError(code))")
+        }
+    }
+
+    // MARK: UDP
+
+    /// Registers the socket of a newly opened outbound UDP flow for input, with its slot as token data.
+    mutating func registerNewUDPFlow(_ outcome: UDPGuestOutcome, loop: inout EventLoop) {
+        guard case .newFlow(let slot, let fd) = outcome else { return }
+        if case .failure(let code) = loop.register(fd, events: .input,
+                                                   token: EventToken(.udpReply, fd: fd, data: UInt32(slot))) {
+            Log.debug("UDP: can't watch flow socket: \(SyscallError(code))")
+        }
+    }
+
+    /// Drains ICMP errors of flow `slot` and forwards its pending replies to the guest.
+    mutating func relayUDPReplies(slot: Int, fd: Int32, events: EpollEvents, now: UInt64) {
+        guard udp.socket(ofSlot: slot) == fd else { return }
+        if events.contains(.error) { udp.drainErrors(slot: slot) }
+        while let count = udp.receiveReplies(slot: slot, now: now, ourMAC: egress.ourMAC, guestMAC: egress.guestMAC) {
+            for index in 0..<count { egress.send(udp.frame(index)) }
+        }
+    }
+
+    /// Forwards the pending datagrams of -u listener `index` to the guest.
+    mutating func relayUDPListener(_ index: Int, now: UInt64) {
+        while let count = udp.receiveFromListener(index, now: now, ourMAC: egress.ourMAC, guestMAC: egress.guestMAC,
+                                                  seen4: guest.seen4, seen6: guest.seen6,
+                                                  linkLocalSeen6: guest.linkLocalSeen6, table: &flows) {
+            for index in 0..<count { egress.send(udp.frame(index)) }
         }
     }
 

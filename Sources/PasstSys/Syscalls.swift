@@ -279,6 +279,21 @@ public enum Sys {
         }
     }
 
+    // MARK: Randomness
+
+    /// getrandom(2) filling all of `buffer` (retried on short reads and EINTR).
+    public static func getRandom(into buffer: UnsafeMutableRawBufferPointer) -> SyscallResult<Void> {
+        var done = 0
+        while done < buffer.count {
+            switch retryingEINTR({ shim_getrandom(buffer.baseAddress! + done, buffer.count - done, 0) }) {
+            case .success(let count): done += count
+            case .wouldBlock: return .wouldBlock
+            case .failure(let code): return .failure(code)
+            }
+        }
+        return .success(())
+    }
+
     // MARK: Process
 
     /// prctl(2) with PR_* `option` and up to four arguments; returns the prctl result.

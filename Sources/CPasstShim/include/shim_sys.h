@@ -75,6 +75,9 @@ int shim_close_range(unsigned int first, unsigned int last, int flags);
 /** fallocate(2) with FALLOC_FL_* mode; returns 0 or -1 with errno. */
 int shim_fallocate(int fd, int mode, off_t offset, off_t len);
 
+/** getrandom(2) of len bytes into buf; returns the byte count or -1 with errno. */
+ssize_t shim_getrandom(void *buf, size_t len, unsigned int flags);
+
 /** recvmmsg(2) without timeout; returns the number of datagrams or -1 with errno. */
 int shim_recvmmsg(int fd, struct shim_mmsghdr *vec, unsigned int vlen, int flags);
 

@@ -1,0 +1,516 @@
+// UDP between the guest and host sockets (spec §8, §3.3).
+//
+// Theory of operation: UDP has no connections, so a "flow" is a pseudo-connection: a guest-side
+// pair of endpoints (the guest's address and port, and the peer address and port the guest
+// talks to) and a host-side socket. Both sides are in the shared flow table (FlowTable.swift),
+// each side's key pointing at the flow's slot here:
+//   tap side:  (udp, tap, our = the peer as the guest sees it, endpoint = the guest)
+//   host side: (udp, host, our = any:local port, endpoint = the host peer)
+//
+// Guest -> host ("outbound"): the first datagram of an unknown tap-side pair creates the flow:
+// a socket in pasta's own (init) namespace, bound to the -o address (or any) and the guest's
+// source port, with SO_REUSEADDR and IP(V6)_RECVERR, connected to the translated destination
+// (ForwardingRules.swift); anything queued between bind and connect is discarded. The daemon
+// registers the socket for input with the flow's slot. Datagrams from the tap are queued, not
+// sent: consecutive datagrams of one flow go out with one sendmmsg(2) when the daemon calls
+// `flush` (another flow's datagram, a full batch, or the end of a tap read). The queue holds
+// pointers into the daemon's tap buffer, which stays untouched until the flush.
+//
+// Host -> guest ("inbound"): a datagram on a -u listener (UDPListeners.swift) from a peer without
+// a flow creates one, with a dup(2) of the listener for the replies (sent with sendmmsg to the
+// peer's address); the guest sees the peer's address translated per §3.3, its port unchanged, and
+// the destination port plus the spec's offset. Replies of outbound flows arrive on their
+// connected socket. Either way datagrams are read with recvmmsg(2) into slots of a receive pool,
+// each slot with room for the Ethernet, IP and UDP headers in front of the payload, which are
+// then written in place: one copy, no allocation. The daemon writes `frame(i)` to the tap.
+//
+// ICMP errors from the host side are queued on the socket's error queue (IP_RECVERR); they are
+// drained and logged, and never close a flow. A flow idle for 180 s is closed by `expire`, run
+// every second. A full flow table or no free slot drops the new flow's datagram, nothing else.
+import PasstConfig
+import PasstSys
+import PasstWire
+import CPasstShim
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What became of a datagram from the guest.
+public enum UDPGuestOutcome: Equatable, Sendable {
+    /// Queued on an existing flow.
+    case queued
+    /// Queued on new flow `slot` whose socket `fd` must be registered for input.
+    case newFlow(slot: Int, fd: Int32)
+    /// Dropped: unusable addresses, table full, socket failure.
+    case dropped
+}
+
+/// One UDP flow.
+struct UDPFlow {
+    /// Host-side socket: connected (outbound) or a dup of the listener (inbound); -1 when free.
+    var socket: Int32 = -1
+    /// IPv6 on the guest side.
+    var isIPv6 = false
+    /// The guest's address (v4-mapped for IPv4) and port.
+    var guestAddress = IPv6Address.any
+    var guestPort: UInt16 = 0
+    /// The peer as the guest sees it (v4-mapped for IPv4) and its port.
+    var peerAddress = IPv6Address.any
+    var peerPort: UInt16 = 0
+    /// The host-side key, to remove on close.
+    var hostKey = FlowKey(proto: IPProtocol.udp, interface: .none, ourAddress: .any, ourPort: 0,
+                          endpointAddress: .any, endpointPort: 0)
+    /// Where datagrams from the guest go (inbound flows); length 0 for connected sockets.
+    var hostPeer = SocketAddress()
+    /// Last datagram in either direction (monotonic ns).
+    var lastActivity: UInt64 = 0
+
+    /// The tap-side key.
+    var tapKey: FlowKey {
+        FlowKey(proto: IPProtocol.udp, interface: .tap, ourAddress: peerAddress, ourPort: peerPort,
+                endpointAddress: guestAddress, endpointPort: guestPort)
+    }
+}
+
+/// The UDP flows, their send queue and receive pool.
+public struct UDPFlows: ~Copyable {
+    /// Default number of UDP flows.
+    public static let defaultCapacity = 8192
+    /// A flow idle for this long (ns) is closed (upstream UDP_CONN_TIMEOUT, 180 s).
+    public static let idleTimeout: UInt64 = 180 * SystemClock.nanosecondsPerSecond
+    /// Datagrams per recvmmsg(2).
+    public static let receiveBatch = 32
+    /// Most datagrams queued for one sendmmsg(2) (UIO_MAXIOV).
+    public static let sendBatch = 1024
+    /// Room in front of a received payload: Ethernet, IPv6 and UDP headers.
+    public static let headroom = EthernetFrame.headerLength + IPv6Packet.headerLength + UDPDatagram.headerLength
+    /// Largest payload read: a full IPv6 payload minus the UDP header.
+    public static let maximumPayload = 65535 - UDPDatagram.headerLength
+    /// Bytes per receive slot.
+    static let slotSize = (headroom + maximumPayload + 63) & ~63
+
+    /// Flow slots (socket -1: free).
+    let flows: UnsafeMutableBufferPointer<UDPFlow>
+    /// Free slot numbers, a stack.
+    let freeSlots: UnsafeMutableBufferPointer<Int32>
+    /// Entries of `freeSlots` in use.
+    var freeCount: Int
+    /// Address translation and outbound binding.
+    public let rules: ForwardingRules
+    /// The -u listeners (fixed once the daemon starts).
+    public let listeners: [UDPListener]
+
+    /// The queued slot, -1 for none, and how many datagrams are queued.
+    var queuedSlot = -1
+    var queuedCount = 0
+    /// sendmmsg(2) headers and buffers of the queue.
+    let sendHeaders: UnsafeMutablePointer<shim_mmsghdr>
+    let sendVectors: UnsafeMutablePointer<iovec>
+    /// msg_name of queued datagrams of an inbound flow.
+    let sendName: UnsafeMutablePointer<SocketAddress>
+
+    /// recvmmsg(2) headers, buffers, peer names and the slots they point into.
+    let receiveHeaders: UnsafeMutablePointer<shim_mmsghdr>
+    let receiveVectors: UnsafeMutablePointer<iovec>
+    let receiveNames: UnsafeMutablePointer<sockaddr_in6>
+    let receivePool: UnsafeMutableRawPointer
+    /// Start and length of each frame built in the receive pool.
+    let frameStarts: UnsafeMutablePointer<Int>
+    let frameLengths: UnsafeMutablePointer<Int>
+    /// Scratch for draining error queues and stray datagrams.
+    let scratch: UnsafeMutableRawBufferPointer
+
+    /// Allocates `capacity` flows with `rules`, receiving on `listeners`.
+    public init(capacity: Int = defaultCapacity, rules: ForwardingRules, listeners: [UDPListener] = []) {
+        flows = .allocate(capacity: capacity)
+        flows.initialize(repeating: UDPFlow())
+        freeSlots = .allocate(capacity: capacity)
+        for index in 0..<capacity { freeSlots[index] = Int32(capacity - 1 - index) }
+        freeCount = capacity
+        self.rules = rules
+        self.listeners = listeners
+        sendHeaders = .allocate(capacity: UDPFlows.sendBatch)
+        sendHeaders.initialize(repeating: shim_mmsghdr(), count: UDPFlows.sendBatch)
+        sendVectors = .allocate(capacity: UDPFlows.sendBatch)
+        sendVectors.initialize(repeating: iovec(), count: UDPFlows.sendBatch)
+        sendName = .allocate(capacity: 1)
+        sendName.initialize(to: SocketAddress())
+        receiveHeaders = .allocate(capacity: UDPFlows.receiveBatch)
+        receiveHeaders.initialize(repeating: shim_mmsghdr(), count: UDPFlows.receiveBatch)
+        receiveVectors = .allocate(capacity: UDPFlows.receiveBatch)
+        receiveNames = .allocate(capacity: UDPFlows.receiveBatch)
+        receiveNames.initialize(repeating: sockaddr_in6(), count: UDPFlows.receiveBatch)
+        receivePool = .allocate(byteCount: UDPFlows.slotSize * UDPFlows.receiveBatch, alignment: 64)
+        frameStarts = .allocate(capacity: UDPFlows.receiveBatch)
+        frameStarts.initialize(repeating: 0, count: UDPFlows.receiveBatch)
+        frameLengths = .allocate(capacity: UDPFlows.receiveBatch)
+        frameLengths.initialize(repeating: 0, count: UDPFlows.receiveBatch)
+        scratch = .allocate(byteCount: 1024, alignment: 16)
+        for index in 0..<UDPFlows.receiveBatch {
+            receiveVectors[index] = iovec(iov_base: receivePool + index * UDPFlows.slotSize + UDPFlows.headroom,
+                                          iov_len: UDPFlows.maximumPayload)
+        }
+    }
+
+    deinit {
+        for slot in flows.indices where flows[slot].socket >= 0 { close(flows[slot].socket) }
+        for listener in listeners { close(listener.socket) }
+        flows.deallocate()
+        freeSlots.deallocate()
+        sendHeaders.deallocate()
+        sendVectors.deallocate()
+        sendName.deallocate()
+        receiveHeaders.deallocate()
+        receiveVectors.deallocate()
+        receiveNames.deallocate()
+        receivePool.deallocate()
+        frameStarts.deallocate()
+        frameLengths.deallocate()
+        scratch.deallocate()
+    }
+
+    /// The number of open flows.
+    public var count: Int { flows.count - freeCount }
+
+    /// The host-side socket of flow `slot`, -1 if free.
+    public func socket(ofSlot slot: Int) -> Int32 {
+        slot >= 0 && slot < flows.count ? flows[slot].socket : -1
+    }
+
+    /// Frame `index` of the last receive call: Ethernet, IP, UDP and payload.
+    public func frame(_ index: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: receivePool + frameStarts[index], count: frameLengths[index])
+    }
+
+    // MARK: Guest to host
+
+    /// Queues the guest's datagram `datagram` from `source` to `destination` (v4-mapped for IPv4)
+    /// on its flow, creating the flow if needed.
+    public mutating func handleGuestDatagram(isIPv6: Bool, source: IPv6Address, destination: IPv6Address,
+                                             datagram: UDPDatagram, now: UInt64,
+                                             table: inout FlowTable) -> UDPGuestOutcome {
+        let sourcePort = datagram.sourcePort
+        let destinationPort = datagram.destinationPort
+        let key = FlowKey(proto: IPProtocol.udp, interface: .tap, ourAddress: destination, ourPort: destinationPort,
+                          endpointAddress: source, endpointPort: sourcePort)
+        var outcome = UDPGuestOutcome.queued
+        let slot: Int
+        if let reference = table.lookup(key) {
+            slot = Int(reference)
+        } else {
+            guard let created = openOutboundFlow(isIPv6: isIPv6, key: key, now: now, table: &table) else {
+                return .dropped
+            }
+            slot = created
+            outcome = .newFlow(slot: slot, fd: flows[slot].socket)
+        }
+        if queuedCount > 0 && (queuedSlot != slot || queuedCount == UDPFlows.sendBatch) { flush() }
+        queuedSlot = slot
+        sendVectors[queuedCount] = iovec(iov_base: UnsafeMutableRawPointer(mutating: datagram.payload),
+                                         iov_len: datagram.payloadCount)
+        queuedCount += 1
+        flows[slot].lastActivity = now
+        return outcome
+    }
+
+    /// Sends the queued datagrams of one flow with sendmmsg(2); an ICMP error reported for one
+    /// datagram skips it, any other failure drops the rest.
+    public mutating func flush() {
+        guard queuedCount > 0 else { return }
+        let count = queuedCount
+        queuedCount = 0
+        let flow = flows[queuedSlot]
+        guard flow.socket >= 0 else { return }
+        sendName.pointee = flow.hostPeer
+        for index in 0..<count {
+            sendHeaders[index] = shim_mmsghdr()
+            sendHeaders[index].msg_hdr.msg_iov = sendVectors + index
+            sendHeaders[index].msg_hdr.msg_iovlen = 1
+            if flow.hostPeer.length > 0 {
+                sendHeaders[index].msg_hdr.msg_name = UnsafeMutableRawPointer(sendName)
+                sendHeaders[index].msg_hdr.msg_namelen = flow.hostPeer.length
+            }
+        }
+        var sent = 0
+        while sent < count {
+            switch Sys.sendmmsg(flow.socket, sendHeaders + sent, count: count - sent, flags: Int32(MSG_NOSIGNAL)) {
+            case .success(let n):
+                sent += n > 0 ? Int(n) : count
+            case .wouldBlock:
+                return
+            case .failure(let code):
+                Log.debug("UDP: send to host failed: \(SyscallError(code))")
+                drainErrorQueue(flow.socket)
+                guard UDPFlows.isTransientError(code) else { return }
+                sent += 1
+            }
+        }
+    }
+
+    /// Whether `code` reports an ICMP error or a momentary condition rather than a broken socket.
+    static func isTransientError(_ code: Int32) -> Bool {
+        switch code {
+        case ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EHOSTDOWN, ENETDOWN, EMSGSIZE, ENOBUFS, EPERM, EACCES:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Creates the outbound flow for tap-side `key`; returns its slot, nil if it can't be made.
+    mutating func openOutboundFlow(isIPv6: Bool, key: FlowKey, now: UInt64, table: inout FlowTable) -> Int? {
+        let destination = key.ourAddress
+        guard key.endpointPort != 0, key.ourPort != 0, !destination.isUnspecified, !destination.isMulticast,
+              destination.v4Mapped.map({ !$0.isBroadcast && !$0.isMulticast && !$0.isUnspecified }) ?? true,
+              freeCount > 0, table.count + 2 <= table.capacity else {
+            Log.debug("UDP: dropping new flow to \(key.ourAddress) port \(key.ourPort)")
+            return nil
+        }
+        let target = rules.hostDestination(destination, port: key.ourPort)
+        let fd = openConnectedSocket(isIPv6: isIPv6, sourcePort: key.endpointPort, target: target, port: key.ourPort)
+        guard fd >= 0 else { return nil }
+        let hostKey = FlowKey(proto: IPProtocol.udp, interface: .host, ourAddress: .any, ourPort: key.endpointPort,
+                              endpointAddress: target, endpointPort: key.ourPort)
+        let slot = Int(freeSlots[freeCount - 1])
+        guard table.insert(key, reference: UInt32(slot)) else {
+            close(fd)
+            return nil
+        }
+        guard table.insert(hostKey, reference: UInt32(slot)) else {
+            table.remove(key)
+            close(fd)
+            return nil
+        }
+        freeCount -= 1
+        flows[slot] = UDPFlow(socket: fd, isIPv6: isIPv6, guestAddress: key.endpointAddress, guestPort: key.endpointPort,
+                              peerAddress: destination, peerPort: key.ourPort, hostKey: hostKey,
+                              hostPeer: SocketAddress(), lastActivity: now)
+        return slot
+    }
+
+    /// Opens a socket bound to (outbound address or any, `sourcePort`) and connected to
+    /// `target`:`port`, with stray datagrams discarded; -1 on failure.
+    func openConnectedSocket(isIPv6: Bool, sourcePort: UInt16, target: IPv6Address, port: UInt16) -> Int32 {
+        guard case .success(let owned) = Sys.socket(domain: isIPv6 ? AF_INET6 : AF_INET,
+                                                     type: SocketType.datagram | SocketType.nonBlocking) else {
+            Log.debug("UDP: can't open a socket: \(SyscallError(errno))")
+            return -1
+        }
+        let fd = owned.release()
+        _ = Sys.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, Int32(1))
+        if isIPv6 {
+            _ = Sys.setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, Int32(1))
+            _ = Sys.setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_RECVERR, Int32(1))
+        } else {
+            _ = Sys.setOption(fd, level: Int32(IPPROTO_IP), name: IP_RECVERR, Int32(1))
+        }
+        if let interface = isIPv6 ? rules.outboundInterface6 : rules.outboundInterface4 {
+            let bound = interface.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0) + 1)) }
+            if bound < 0 { Log.debug("UDP: can't bind socket to \(interface): \(SyscallError(errno))") }
+        }
+        let local: IPv6Address = isIPv6 ? (rules.outboundAddress6 ?? .any)
+            : IPv6Address(v4Mapped: rules.outboundAddress4 ?? .any)
+        var address = SocketAddress(local, port: sourcePort, ipv4Socket: !isIPv6)
+        var remote = SocketAddress(target, port: port, ipv4Socket: !isIPv6, scope: rules.linkLocalScope6)
+        let bound = withUnsafeBytes(of: &address.storage) { Sys.bind(fd, $0.baseAddress!, length: address.length) }
+        let connected = withUnsafeBytes(of: &remote.storage) { Sys.connect(fd, $0.baseAddress!, length: remote.length) }
+        if case .failure(let code) = bound {
+            Log.debug("UDP: can't bind to port \(sourcePort): \(SyscallError(code))")
+            close(fd)
+            return -1
+        }
+        if case .failure(let code) = connected {
+            Log.debug("UDP: can't connect to \(target) port \(port): \(SyscallError(code))")
+            close(fd)
+            return -1
+        }
+        while Glibc.recv(fd, scratch.baseAddress, scratch.count, Int32(MSG_DONTWAIT)) >= 0 {}
+        return fd
+    }
+
+    // MARK: Host to guest
+
+    /// Reads the pending replies of outbound or inbound flow `slot` into frames towards the guest
+    /// (from `ourMAC` to `guestMAC`); returns how many frames are ready, nil when the socket has
+    /// nothing more.
+    public mutating func receiveReplies(slot: Int, now: UInt64, ourMAC: MACAddress, guestMAC: MACAddress) -> Int? {
+        guard slot >= 0 && slot < flows.count, flows[slot].socket >= 0 else { return nil }
+        let fd = flows[slot].socket
+        guard let received = receive(fd, names: false) else { return nil }
+        for index in 0..<received {
+            buildFrame(index, flow: flows[slot], ourMAC: ourMAC, guestMAC: guestMAC)
+        }
+        if received > 0 { flows[slot].lastActivity = now }
+        return received
+    }
+
+    /// Reads datagrams from listener `index` into frames towards the guest, creating inbound flows
+    /// for new peers; `seen4`, `seen6` and `linkLocalSeen6` are the guest's current addresses.
+    /// Returns how many frames are ready, nil when the listener has nothing more.
+    public mutating func receiveFromListener(_ index: Int, now: UInt64, ourMAC: MACAddress, guestMAC: MACAddress,
+                                             seen4: IPv4Address?, seen6: IPv6Address?, linkLocalSeen6: IPv6Address?,
+                                             table: inout FlowTable) -> Int? {
+        guard index >= 0 && index < listeners.count else { return nil }
+        let listener = listeners[index]
+        guard let received = receive(listener.socket, names: true) else { return nil }
+        var ready = 0
+        for datagram in 0..<received {
+            var peer = SocketAddress()
+            peer.storage = receiveNames[datagram]
+            peer.length = receiveHeaders[datagram].msg_hdr.msg_namelen
+            let peerAddress = peer.address
+            let hostKey = FlowKey(proto: IPProtocol.udp, interface: .host, ourAddress: .any, ourPort: listener.port,
+                                  endpointAddress: peerAddress, endpointPort: peer.port)
+            let slot: Int
+            if let reference = table.lookup(hostKey) {
+                slot = Int(reference)
+            } else {
+                let isIPv6 = peerAddress.v4Mapped == nil
+                let seen = isIPv6 ? seen6 : seen4.map { IPv6Address(v4Mapped: $0) }
+                guard let created = openInboundFlow(listener: listener, peer: peer, hostKey: hostKey, seen: seen,
+                                                    linkLocalSeen6: linkLocalSeen6, now: now, table: &table) else {
+                    continue
+                }
+                slot = created
+            }
+            flows[slot].lastActivity = now
+            if datagram != ready {
+                // Keep frames contiguous in the pool's slot order: move this payload down.
+                let length = Int(receiveHeaders[datagram].msg_len)
+                (receivePool + ready * UDPFlows.slotSize + UDPFlows.headroom).copyMemory(
+                    from: receivePool + datagram * UDPFlows.slotSize + UDPFlows.headroom, byteCount: length)
+                receiveHeaders[ready].msg_len = receiveHeaders[datagram].msg_len
+            }
+            buildFrame(ready, flow: flows[slot], ourMAC: ourMAC, guestMAC: guestMAC)
+            ready += 1
+        }
+        return ready
+    }
+
+    /// Creates the inbound flow for a first datagram from `peer` on `listener`; returns its slot,
+    /// nil if the guest can't be reached or there is no room.
+    mutating func openInboundFlow(listener: UDPListener, peer: SocketAddress, hostKey: FlowKey, seen: IPv6Address?,
+                                  linkLocalSeen6: IPv6Address?, now: UInt64, table: inout FlowTable) -> Int? {
+        guard freeCount > 0, table.count + 2 <= table.capacity,
+              let source = rules.guestSource(hostKey.endpointAddress, seen: seen) else { return nil }
+        let destination = source.v4Mapped == nil && source.isLinkLocal ? linkLocalSeen6 : seen
+        guard let destination else { return nil }
+        let flow = UDPFlow(socket: -1, isIPv6: source.v4Mapped == nil, guestAddress: destination,
+                           guestPort: listener.targetPort, peerAddress: source, peerPort: hostKey.endpointPort,
+                           hostKey: hostKey, hostPeer: peer, lastActivity: now)
+        let slot = Int(freeSlots[freeCount - 1])
+        guard table.insert(hostKey, reference: UInt32(slot)) else { return nil }
+        guard table.insert(flow.tapKey, reference: UInt32(slot)) else {
+            table.remove(hostKey)
+            return nil
+        }
+        let fd = fcntl(listener.socket, F_DUPFD_CLOEXEC, 0)
+        guard fd >= 0 else {
+            table.remove(hostKey)
+            table.remove(flow.tapKey)
+            return nil
+        }
+        freeCount -= 1
+        flows[slot] = flow
+        flows[slot].socket = fd
+        return slot
+    }
+
+    /// recvmmsg(2) of up to `receiveBatch` datagrams from `fd` (with peer names if `names`);
+    /// returns the count, 0 after a transient error, nil when nothing is left.
+    mutating func receive(_ fd: Int32, names: Bool) -> Int? {
+        for index in 0..<UDPFlows.receiveBatch {
+            receiveHeaders[index] = shim_mmsghdr()
+            receiveHeaders[index].msg_hdr.msg_iov = receiveVectors + index
+            receiveHeaders[index].msg_hdr.msg_iovlen = 1
+            if names {
+                receiveHeaders[index].msg_hdr.msg_name = UnsafeMutableRawPointer(receiveNames + index)
+                receiveHeaders[index].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            }
+        }
+        switch Sys.recvmmsg(fd, receiveHeaders, count: UDPFlows.receiveBatch, flags: Int32(MSG_DONTWAIT)) {
+        case .success(let count):
+            return count > 0 ? Int(count) : nil
+        case .wouldBlock:
+            return nil
+        case .failure(let code):
+            Log.debug("UDP: receive failed: \(SyscallError(code))")
+            drainErrorQueue(fd)
+            return UDPFlows.isTransientError(code) ? 0 : nil
+        }
+    }
+
+    /// Writes the Ethernet, IP and UDP headers in front of received payload `index` for `flow`.
+    func buildFrame(_ index: Int, flow: UDPFlow, ourMAC: MACAddress, guestMAC: MACAddress) {
+        let slot = receivePool + index * UDPFlows.slotSize
+        let payloadLength = Int(receiveHeaders[index].msg_len)
+        let udp = slot + UDPFlows.headroom - UDPDatagram.headerLength
+        let datagramLength = UDPDatagram.headerLength + payloadLength
+        UDPDatagram.write(to: udp, sourcePort: flow.peerPort, destinationPort: flow.guestPort,
+                          payloadLength: payloadLength)
+        let start: Int
+        if flow.isIPv6 {
+            UDPDatagram.fillChecksum(udp, count: datagramLength, source: flow.peerAddress, destination: flow.guestAddress)
+            let ip = udp - IPv6Packet.headerLength
+            IPv6Packet.write(to: ip, source: flow.peerAddress, destination: flow.guestAddress,
+                             nextHeader: IPProtocol.udp, payloadLength: datagramLength)
+            start = UDPFlows.headroom - UDPDatagram.headerLength - IPv6Packet.headerLength - EthernetFrame.headerLength
+            EthernetFrame.write(to: slot + start, destination: guestMAC, source: ourMAC, etherType: EtherType.ipv6)
+        } else {
+            let source = flow.peerAddress.v4Mapped ?? .any
+            let destination = flow.guestAddress.v4Mapped ?? .any
+            UDPDatagram.fillChecksum(udp, count: datagramLength, source: source, destination: destination)
+            let ip = udp - IPv4Packet.minimumHeaderLength
+            IPv4Packet.write(to: ip, source: source, destination: destination, protocol: IPProtocol.udp,
+                             payloadLength: datagramLength)
+            start = UDPFlows.headroom - UDPDatagram.headerLength - IPv4Packet.minimumHeaderLength
+                - EthernetFrame.headerLength
+            EthernetFrame.write(to: slot + start, destination: guestMAC, source: ourMAC, etherType: EtherType.ipv4)
+        }
+        frameStarts[index] = index * UDPFlows.slotSize + start
+        frameLengths[index] = UDPFlows.headroom - start + payloadLength
+    }
+
+    // MARK: Errors and timers
+
+    /// Reads and logs everything on the error queue of flow `slot`'s socket (ICMP errors).
+    public func drainErrors(slot: Int) {
+        guard slot >= 0 && slot < flows.count, flows[slot].socket >= 0 else { return }
+        drainErrorQueue(flows[slot].socket)
+    }
+
+    /// Reads and logs everything on `fd`'s error queue.
+    func drainErrorQueue(_ fd: Int32) {
+        var vector = iovec(iov_base: scratch.baseAddress, iov_len: 256)
+        while true {
+            var message = msghdr()
+            let read = withUnsafeMutablePointer(to: &vector) { vectorPointer -> Int in
+                message.msg_iov = vectorPointer
+                message.msg_iovlen = 1
+                message.msg_control = scratch.baseAddress! + 256
+                message.msg_controllen = scratch.count - 256
+                return Glibc.recvmsg(fd, &message, Int32(MSG_ERRQUEUE) | Int32(MSG_DONTWAIT))
+            }
+            if read < 0 { return }
+            Log.debug("UDP: ICMP error on socket \(fd) (dropped, flow kept)")
+        }
+    }
+
+    /// Closes every flow idle for `idleTimeout` or longer at `now`; returns how many were closed.
+    @discardableResult
+    public mutating func expire(now: UInt64, table: inout FlowTable) -> Int {
+        var closed = 0
+        for slot in flows.indices where flows[slot].socket >= 0 {
+            guard now &- flows[slot].lastActivity >= UDPFlows.idleTimeout else { continue }
+            if queuedCount > 0 && queuedSlot == slot { flush() }
+            table.remove(flows[slot].tapKey)
+            table.remove(flows[slot].hostKey)
+            close(flows[slot].socket)
+            flows[slot] = UDPFlow()
+            freeSlots[freeCount] = Int32(slot)
+            freeCount += 1
+            closed += 1
+        }
+        return closed
+    }
+}
