@@ -1,4 +1,4 @@
-/* Namespaces, pasta's spawned child and the tap device (see shim_ns.h for the design).
+/* Namespaces, pasta's spawned child, the tap device and capabilities (see shim_ns.h).
  *
  * Rule for everything reachable from spawn_child(): async-signal-safe calls only (raw syscalls,
  * read/write/open/close, sigaction, execvp), no malloc, no stdio, no locks. The child is a copy
@@ -16,10 +16,12 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <net/if.h>
 #include <net/if_arp.h>
+#include <linux/capability.h>
 #include <linux/if_tun.h>
 
 #include "shim_ns.h"
@@ -29,6 +31,9 @@ _Static_assert(SHIM_CLONE_NEWNS == CLONE_NEWNS && SHIM_CLONE_NEWCGROUP == CLONE_
 	       SHIM_CLONE_NEWUSER == CLONE_NEWUSER && SHIM_CLONE_NEWPID == CLONE_NEWPID &&
 	       SHIM_CLONE_NEWNET == CLONE_NEWNET, "CLONE_NEW* values");
 _Static_assert(SHIM_IFNAMSIZ == IFNAMSIZ, "IFNAMSIZ");
+_Static_assert(SHIM_CAP_NET_BIND_SERVICE == 1ULL << CAP_NET_BIND_SERVICE &&
+	       SHIM_CAP_NET_ADMIN == 1ULL << CAP_NET_ADMIN && SHIM_CAP_SYS_PTRACE == 1ULL << CAP_SYS_PTRACE &&
+	       SHIM_CAP_SYS_ADMIN == 1ULL << CAP_SYS_ADMIN, "CAP_* values");
 
 /* The child runs on its own copy of this stack until execvp(); only touched pages cost memory. */
 #define SPAWN_STACK_SIZE	(256 * 1024)
@@ -312,4 +317,34 @@ int shim_tap_set_mac(int fd, const uint8_t mac[6])
 	ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
 	memcpy(ifr.ifr_hwaddr.sa_data, mac, 6);
 	return ioctl(fd, SIOCSIFHWADDR, &ifr);
+}
+
+int shim_capget(uint64_t *effective, uint64_t *permitted)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+	if (syscall(SYS_capget, &hdr, data))
+		return -1;
+
+	*effective = (uint64_t)data[1].effective << 32 | data[0].effective;
+	*permitted = (uint64_t)data[1].permitted << 32 | data[0].permitted;
+	return 0;
+}
+
+int shim_capset(uint64_t effective, uint64_t permitted)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+	int i;
+
+	if (syscall(SYS_capget, &hdr, data))
+		return -1;
+
+	for (i = 0; i < _LINUX_CAPABILITY_U32S_3; i++) {
+		data[i].effective = (uint32_t)(effective >> (32 * i));
+		data[i].permitted = (uint32_t)(permitted >> (32 * i));
+	}
+
+	return (int)syscall(SYS_capset, &hdr, data);
 }

@@ -15,8 +15,16 @@
 //     joined first, unless it is the one we are in already (setns would refuse it).
 //   --netns PATH: the target is PATH; a user namespace is joined only if --userns names one.
 //
-// Joining or creating a user namespace needs a single-threaded process: this runs before
-// anything could start a thread. Then, in the target, `lo` is brought up and the tap MAC is set
+// The --runas IDs (root in the init user namespace defaults to nobody) are IDs of the namespace we
+// started in, so when a user namespace is joined or created pasta switches to them first, as
+// upstream's isolate_user: a created namespace then maps root to them. When no user namespace is
+// entered (--netns without --userns, --netns-only, or a PID in our own user namespace) the switch
+// waits until the tap is open (`finishUserSwitch`), because /dev/net/tun may be closed to the
+// target user (it is 0600 on some machines). Either way the capabilities pasta needs afterwards
+// (SYS_ADMIN to enter the target, NET_ADMIN, NET_BIND_SERVICE; SYS_PTRACE when attaching) survive
+// the switch and all others go (UserIdentity.swift); upstream loses them all when leaving root and
+// cannot attach then. Joining or creating a user namespace needs a single-threaded process: this
+// runs before anything could start a thread. Then, in the target, `lo` is brought up and the tap MAC is set
 // (--ns-mac-addr) or read as the guest's MAC. --config-net additionally sets the MTU (not with
 // -m 0), brings the tap up (with NOARP while IPv6 addresses are added so that the kernel skips
 // DAD, then NODAD set on the link-local addresses and NOARP cleared), and per family adds the -a
@@ -61,16 +69,39 @@ struct TargetNamespace: ~Copyable {
     var child: PendingChild?
     /// How to notice that the namespace is gone (attached modes, unless --no-netns-quit).
     let quitWatch: NamespaceQuitWatch?
+    /// The IDs `finishUserSwitch()` still has to switch to; nil once switched.
+    var pendingUser: RunAs?
+    /// The capabilities kept across the switch and for the main loop.
+    let keep: CapabilitySet
 
-    /// Finds or creates the target namespace selected by `options`.
-    static func open(_ options: Options) throws(PastaSetupError) -> TargetNamespace {
+    /// Finds or creates the target namespace selected by `options`; switches to `runAs` first if
+    /// a user namespace is joined or created, else leaves that to `finishUserSwitch()`.
+    static func open(_ options: Options, runAs: RunAs) throws(PastaSetupError) -> TargetNamespace {
+        var isSpawn = false
+        if case .spawn = options.pastaTarget { isSpawn = true }
+        var joined: FileDescriptor?
+        if let userns = options.userNamespace { joined = try userNamespaceToJoin(userns) }
+        let creates = isSpawn && options.userNamespace == nil && !options.netnsOnly
+        let keep = runtimeCapabilities(attaching: !creates)
+
+        var pendingUser: RunAs? = runAs
+        if let userns = joined.take() {
+            try switchUser(runAs, keeping: keep)
+            if case .failure(let code) = Namespaces.enter(userns, type: .user) {
+                throw PastaSetupError("Couldn't switch to pasta namespaces: \(SyscallError(code))")
+            }
+            pendingUser = nil
+        } else if creates {
+            try switchUser(runAs, keeping: keep)
+            try createUserNamespace()
+            pendingUser = nil
+        }
+        if pendingUser == nil, case .failure(let code) = CapabilitySet.restrict(to: keep) {
+            throw PastaSetupError("Couldn't drop capabilities: \(SyscallError(code))")
+        }
+
         switch options.pastaTarget {
         case .spawn(let command):
-            if let userns = options.userNamespace {
-                try joinUserNamespace(userns)
-            } else if !options.netnsOnly {
-                try createUserNamespace()
-            }
             let spawnCommand = command.isEmpty ? SpawnCommand.loginShellFromEnvironment() : SpawnCommand(command)
             let child: PendingChild
             do {
@@ -80,14 +111,22 @@ struct TargetNamespace: ~Copyable {
             }
             reportSpawnWarnings(child.warnings)
             let namespace = try enterableNamespace(Namespaces.path(.network, pid: child.pid))
-            return TargetNamespace(namespace: namespace, child: child, quitWatch: nil)
+            return TargetNamespace(namespace: namespace, child: child, quitWatch: nil,
+                                   pendingUser: pendingUser, keep: keep)
         case .pid, .netns:
             let path = options.netnsPath!
-            if let userns = options.userNamespace { try joinUserNamespace(userns) }
             let namespace = try enterableNamespace(path)
             let watch = options.noNetnsQuit ? nil : quitWatch(for: path)
-            return TargetNamespace(namespace: namespace, child: nil, quitWatch: watch)
+            return TargetNamespace(namespace: namespace, child: nil, quitWatch: watch,
+                                   pendingUser: pendingUser, keep: keep)
         }
+    }
+
+    /// Switches to the --runas IDs if `open` left that for later (no user namespace entered):
+    /// called once the tap is open, so that /dev/net/tun was opened with the caller's rights.
+    mutating func finishUserSwitch() throws(PastaSetupError) {
+        guard let runAs = pendingUser.take() else { return }
+        try Self.switchUser(runAs, keeping: keep)
     }
 
     /// Creates tap interface `name` inside the target namespace.
@@ -131,8 +170,8 @@ struct TargetNamespace: ~Copyable {
         for failure in Namespaces.writeIDMaps(mapping) { Log.warning(failure.description) }
     }
 
-    /// Joins the user namespace at `path`, unless it is the one we are in.
-    private static func joinUserNamespace(_ path: String) throws(PastaSetupError) {
+    /// Opens the user namespace at `path`; nil if it is the one we are in (setns would refuse it).
+    private static func userNamespaceToJoin(_ path: String) throws(PastaSetupError) -> FileDescriptor? {
         let fd: FileDescriptor
         switch Namespaces.open(path: path) {
         case .success(let opened): fd = opened
@@ -141,10 +180,26 @@ struct TargetNamespace: ~Copyable {
         }
         if case .success(let target) = Namespaces.identity(of: fd),
            case .success(let current) = Namespaces.identity(path: "/proc/self/ns/user"), target == current {
-            return
+            return nil
         }
-        if case .failure(let code) = Namespaces.enter(fd, type: .user) {
-            throw PastaSetupError("Couldn't switch to pasta namespaces: \(SyscallError(code))")
+        return fd
+    }
+
+    /// What pasta keeps once its user namespace is settled (upstream's isolate_user): SYS_ADMIN
+    /// to enter the target, NET_ADMIN, NET_BIND_SERVICE, and SYS_PTRACE when `attaching` to
+    /// namespaces it did not create.
+    private static func runtimeCapabilities(attaching: Bool) -> CapabilitySet {
+        var keep: CapabilitySet = [.sysAdmin, .netAdmin, .netBindService]
+        if attaching { keep.insert(.sysPtrace) }
+        return keep
+    }
+
+    /// Drops supplementary groups and sets the --runas GID and UID, keeping `keep` (spec §10.1).
+    private static func switchUser(_ runAs: RunAs, keeping keep: CapabilitySet) throws(PastaSetupError) {
+        do {
+            try UserIdentity.switchTo(uid: runAs.uid, gid: runAs.gid, keeping: keep)
+        } catch {
+            throw PastaSetupError(error.description)
         }
     }
 

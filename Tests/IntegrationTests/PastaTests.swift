@@ -18,10 +18,12 @@ func pastaBinary() throws -> String {
 }
 
 extension TestBed {
-    /// Runs pasta with `arguments` in the host namespace (ping sockets allowed there first).
+    /// Runs pasta with `arguments` in the host namespace (ping sockets allowed there first), with
+    /// /dev/net/tun open to all as distributions ship it: in spawn mode pasta started as root
+    /// opens the tap as nobody.
     func pasta(_ arguments: [String], timeout: Double = 20) throws -> CommandResult {
         try allowPingSockets()
-        return try run(in: host, [try pastaBinary()] + arguments, timeout: timeout)
+        return try run(in: host, withOpenTun([try pastaBinary()] + arguments), timeout: timeout)
     }
 
     /// Lets every group open ping sockets in the host namespace (where pasta's sockets live).
@@ -55,6 +57,12 @@ func addresses(of link: [String: Any]) -> [String] {
         guard let local = info["local"] as? String, let prefix = info["prefixlen"] as? Int else { return nil }
         return "\(local)/\(prefix)"
     }
+}
+
+/// Whether the PID file at `path` holds a PID yet (pasta creates it empty at start-up and writes
+/// it once ready).
+func pidFileWritten(_ path: String) -> Bool {
+    (try? String(contentsOfFile: path, encoding: .utf8))?.hasSuffix("\n") == true
 }
 
 /// Waits up to `timeout` seconds for `condition`; returns whether it became true.
@@ -127,7 +135,7 @@ struct PastaNamespaceTests {
             #expect(try bed.pasta(["--config-net", "--", "sh", "-c", "exit 7"]).status == 7)
             #expect(try bed.pasta(["--", "true"]).status == 0)
 
-            let pasta = try bed.startBackground(in: bed.host, [try pastaBinary(), "--", "sleep", "30"])
+            let pasta = try bed.startBackground(in: bed.host, withOpenTun([try pastaBinary(), "--", "sleep", "30"]))
             var child: pid_t?
             #expect(waitUntil(10) {
                 let children = (try? String(contentsOfFile: "/proc/\(pasta.pid)/task/\(pasta.pid)/children",
@@ -154,7 +162,7 @@ struct PastaNamespaceTests {
             let pidFile = bed.directory + "/attach.pid"
             let pasta = try bed.startBackground(in: bed.host, [try pastaBinary(), "-f", "--config-net", "-P", pidFile,
                                                                "--netns", target])
-            try #require(waitUntil(10) { FileManager.default.fileExists(atPath: pidFile) }, "\(pasta.stderr())")
+            try #require(waitUntil(10) { pidFileWritten(pidFile) }, "\(pasta.stderr())")
             let link = try bed.ipJSON(target, "addr", "show", "dev", "eth0")
             #expect(addresses(of: try #require(link.first)).contains("192.0.2.2/24"))
             try Command.check(["ip", "netns", "del", target])
@@ -177,7 +185,7 @@ struct PastaNamespaceTests {
             let pidFile = bed.directory + "/pid.pid"
             let pasta = try bed.startBackground(in: bed.host, [try pastaBinary(), "-f", "--config-net", "-P", pidFile,
                                                                "\(holder.pid)"])
-            try #require(waitUntil(10) { FileManager.default.fileExists(atPath: pidFile) }, "\(pasta.stderr())")
+            try #require(waitUntil(10) { pidFileWritten(pidFile) }, "\(pasta.stderr())")
             let shown = try Command.check(["nsenter", "-t", "\(holder.pid)", "-n", "ip", "-j", "addr", "show", "dev", "eth0"])
             #expect(addresses(of: try #require(try jsonObjects(shown).first)).contains("192.0.2.2/24"))
             #expect(bed.stop(pasta, signal: SIGTERM) == 0)

@@ -155,9 +155,13 @@ struct ExecutableTests {
     }
 
     /// Runs pasta with `arguments` in a fresh, empty network namespace (so discovery finds no
-    /// template and pasta uses local mode), spawning `true` as its command.
+    /// template and pasta uses local mode), spawning `true` as its command. Started as root, pasta
+    /// opens the tap as nobody: its private mount namespace gets a /dev/net/tun open to all, as
+    /// distributions ship it (some machines have a 0600 one).
     private func pastaInEmptyNamespace(_ arguments: [String]) throws -> ProcessOutcome {
-        try run("/usr/bin/unshare", ["unshare", "--net", pastaPath] + arguments + ["--", "true"])
+        try run("/usr/bin/unshare", ["unshare", "--net", "--mount", "--propagation", "private", "sh", "-c",
+                                     "mount -t tmpfs -o mode=755 pasta-tun /dev/net && mknod -m 666 /dev/net/tun c 10 200 && exec \"$@\"",
+                                     "sh", pastaPath] + arguments + ["--", "true"])
     }
 
     @Test("a good command line exits 0; --debug prints the summary with timestamps",

@@ -24,6 +24,8 @@
  *     read sees EOF and it exits: a held child never outlives its parent's interest (§16.15).
  *   - The tap device: TUNSETIFF with a struct ifreq, and SIOCGIFHWADDR/SIOCSIFHWADDR, which the
  *     tun driver answers on the device fd itself (no socket, hence namespace-independent).
+ *   - Capabilities of the calling thread (capget/capset exist only as syscall(2), which is
+ *     variadic), as 64-bit masks of CAP_* bit numbers, for the switch to --runas IDs.
  * Functions return -1 with errno set on failure, like the syscalls they wrap. */
 #ifndef SHIM_NS_H
 #define SHIM_NS_H
@@ -77,5 +79,17 @@ int shim_tap_get_mac(int fd, uint8_t mac[6]);
 
 /** SIOCSIFHWADDR on a tap fd: sets the interface's MAC address; returns 0 or -1. */
 int shim_tap_set_mac(int fd, const uint8_t mac[6]);
+
+/* Capability bit numbers (<linux/capability.h>), as masks for shim_capget()/shim_capset(). */
+#define SHIM_CAP_NET_BIND_SERVICE	(1ULL << 10)
+#define SHIM_CAP_NET_ADMIN		(1ULL << 12)
+#define SHIM_CAP_SYS_PTRACE		(1ULL << 19)
+#define SHIM_CAP_SYS_ADMIN		(1ULL << 21)
+
+/** capget(2) of the calling thread: fills the effective and permitted masks; returns 0 or -1. */
+int shim_capget(uint64_t *effective, uint64_t *permitted);
+
+/** capset(2) of the calling thread: sets effective and permitted, keeps inheritable; 0 or -1. */
+int shim_capset(uint64_t effective, uint64_t permitted);
 
 #endif
