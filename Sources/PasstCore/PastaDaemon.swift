@@ -2,15 +2,16 @@
 //
 // Theory of operation: `PastaDaemon.run` takes the resolved configuration and
 //   1. blocks SIGTERM, SIGQUIT and SIGCHLD into a signalfd and ignores SIGPIPE (DaemonSignals);
-//   2. opens the PID file, finds or creates the target namespace (NamespaceSetup.swift: user
-//      namespace, spawned command held before exec);
-//   3. creates the tap inside the target, configures `lo` and the tap (--config-net);
-//   4. opens the pcap file (before any isolation, which would take the file system away);
-//   5. goes to the background unless -f or spawn mode (Daemonize.swift: the parent writes the
+//   2. opens the PID file and the pcap file (before the --runas switch and any isolation, which
+//      would take the file system away), finds or creates the target namespace
+//      (NamespaceSetup.swift: --runas IDs, user namespace, spawned command held before exec);
+//   3. creates the tap inside the target (then switches to the --runas IDs if no user namespace
+//      was entered), configures `lo` and the tap (--config-net);
+//   4. goes to the background unless -f or spawn mode (Daemonize.swift: the parent writes the
 //      child's PID and returns 0, which means "ready"), else writes its own PID;
-//   6. releases the spawned command, and runs the epoll loop until a signal, the command's
+//   5. releases the spawned command, and runs the epoll loop until a signal, the command's
 //      exit, or the namespace's disappearance ends it.
-// A failure in steps 2-5 is logged and gives exit status 1; a held command is killed on the way
+// A failure in steps 2-4 is logged and gives exit status 1; a held command is killed on the way
 // out (dropping `PendingChild` kills it, spec §16.15).
 //
 // The loop (`PastaContext`, an `EventHandler`): the tap is read until EAGAIN, one frame per
@@ -21,7 +22,12 @@
 // UDP (UDPFlows in PasstFlow): datagrams from the guest are queued per flow and sent with one
 // sendmmsg per run of one flow, at the latest when a tap read pass ends, so a read pass keeps its
 // frames one after the other in an 8 MiB pool; flow sockets and -u listeners (bound before
-// daemonising) are registered with the flow slot / listener index in the token.
+// daemonising) are registered with the flow slot / listener index in the token; -U listeners,
+// spliced flows and `auto` ports are UDPPortForwarding.swift's (rescanned with the UDP timer).
+// TCP (TCPFlows in PasstFlow): each guest segment goes straight to its connection; connection
+// sockets and their timerfds register themselves with the loop's epoll (slot in the token), -t
+// listeners (bound before daemonising) are registered here with their index; Egress is the
+// connections' TCPTap, so their frames are written as they are built.
 // Timers: UDP flow expiry every 1 s, ICMP flow expiry every 10 s, the namespace poll every 1 s when the namespace file
 // lives on procfs, unsolicited router advertisements (ServiceBridge.swift) when enabled. The
 // exit status is the spawned command's (or 128 + signal), 0 on SIGTERM/SIGQUIT and when an
@@ -61,14 +67,23 @@ public enum PastaDaemon {
             throw PastaSetupError("Couldn't set up signal handling: \(error)")
         }
         let pidFile = try PIDFile(path: options.pidFile)
-        var target = try TargetNamespace.open(options)
+        let pcap = PcapWriter(path: options.pcapFile)
+        var target = try TargetNamespace.open(options, runAs: configuration.runAs)
 
         let tap = try target.openTap(name: configuration.namespaceInterfaceName)
+        try target.finishUserSwitch()
         let link = try NamespaceConfigurator.configure(configuration, tap: tap, namespace: target.namespace)
-        let pcap = PcapWriter(path: options.pcapFile)
         let udpListeners: [UDPListener]
         do {
             udpListeners = try UDPListeners.open(options.udpPorts, ipv4: configuration.ipv4 != nil,
+                                                 ipv6: configuration.ipv6 != nil)
+        } catch {
+            throw PastaSetupError(error.description)
+        }
+        let udpForwarding = try UDPPortForwarding(configuration, namespace: target.namespace)
+        let tcpListeners: [TCPListener]
+        do {
+            tcpListeners = try TCPListeners.open(options.tcpPorts, ipv4: configuration.ipv4 != nil,
                                                  ipv6: configuration.ipv6 != nil)
         } catch {
             throw PastaSetupError(error.description)
@@ -98,7 +113,8 @@ public enum PastaDaemon {
         }
         var context = PastaContext(configuration: configuration, tap: tap, pcap: pcap, signals: signals,
                                    guestMAC: link.guestMAC, guestLinkLocal: link.guestLinkLocal,
-                                   childPID: childPID, quitWatch: target.quitWatch, udpListeners: udpListeners)
+                                   childPID: childPID, quitWatch: target.quitWatch, udpListeners: udpListeners,
+                                   udpForwarding: udpForwarding, tcpListeners: tcpListeners)
         try context.register(with: &loop)
         if case .failure(let code) = loop.run(&context) {
             throw PastaSetupError("epoll_wait: \(SyscallError(code))")
@@ -148,8 +164,12 @@ struct PastaContext: ~Copyable, EventHandler {
     var echo: ICMPEchoFlows
     /// The flow table (both sides of every UDP flow).
     var flows: FlowTable
-    /// UDP flows, their sockets and the -u listeners.
+    /// UDP flows, their sockets and the -u and -U listeners.
     var udp: UDPFlows
+    /// -U listeners, the namespace socket pool of spliced UDP flows, `auto` port following.
+    var udpForwarding: UDPPortForwarding
+    /// TCP connections of the tap path, their sockets and timers, and the -t listeners.
+    var tcp: TCPFlows
     /// The spawned command's PID; 0 when attached to an existing namespace.
     let childPID: pid_t
     /// How an attached namespace's disappearance is noticed; nil in spawn mode or with --no-netns-quit.
@@ -166,7 +186,8 @@ struct PastaContext: ~Copyable, EventHandler {
     /// Builds the loop state around the configured tap.
     init(configuration: Configuration, tap: consuming TapDevice, pcap: consuming PcapWriter,
          signals: consuming DaemonSignals, guestMAC: MACAddress, guestLinkLocal: IPv6Address?,
-         childPID: pid_t, quitWatch: NamespaceQuitWatch?, udpListeners: [UDPListener]) {
+         childPID: pid_t, quitWatch: NamespaceQuitWatch?, udpListeners: [UDPListener],
+         udpForwarding: consuming UDPPortForwarding, tcpListeners: [TCPListener]) {
         self.configuration = configuration
         egress = Egress(tap: tap, pcap: pcap, ourMAC: configuration.options.ourMAC, guestMAC: guestMAC)
         self.signals = signals
@@ -177,6 +198,12 @@ struct PastaContext: ~Copyable, EventHandler {
         flows = FlowTable(capacity: FlowTable.upstreamCapacity)
         let scope = configuration.ipv6?.templateInterface.map { if_nametoindex($0) } ?? 0
         udp = UDPFlows(rules: ForwardingRules(configuration, linkLocalScope6: scope), listeners: udpListeners)
+        udp.spliceEnabled = udpForwarding.splice
+        udp.spliceToNamespaceLoopback = configuration.options.hostLoopbackToNamespaceLoopback
+        self.udpForwarding = udpForwarding
+        tcp = TCPFlows(rules: ForwardingRules(configuration, linkLocalScope6: scope), listeners: tcpListeners,
+                       mtu: configuration.mtu, socketKind: EventKind.tcp.rawValue,
+                       timerKind: EventKind.tcpTimer.rawValue)
         self.childPID = childPID
         self.quitWatch = quitWatch
         inbound = .allocate(byteCount: PastaContext.inboundCapacity, alignment: 16)
@@ -247,6 +274,15 @@ struct PastaContext: ~Copyable, EventHandler {
                 throw PastaSetupError("Couldn't watch UDP port \(listener.port): \(SyscallError(code))")
             }
         }
+        udpForwarding.start(&udp, loop: &loop)
+        tcp.epollFD = loop.epoll.descriptor.raw
+        for (index, listener) in tcp.listeners.enumerated() {
+            if case .failure(let code) = loop.register(listener.socket, events: .input,
+                                                       token: EventToken(.tcpListen, fd: listener.socket,
+                                                                         data: UInt32(index))) {
+                throw PastaSetupError("Couldn't watch TCP port \(listener.port): \(SyscallError(code))")
+            }
+        }
         _ = loop.addPeriodicTimer(every: PastaContext.udpTimerInterval,
                                   token: EventToken(kind: PastaTimer.udpExpiry.rawValue))
         if configuration.routerAdvertisementsEnabled {
@@ -268,7 +304,15 @@ struct PastaContext: ~Copyable, EventHandler {
         case .udpReply:
             relayUDPReplies(slot: Int(token.data), fd: token.fd, events: events, now: loop.now)
         case .udpListen:
-            relayUDPListener(Int(token.data), now: loop.now)
+            relayUDPListener(Int(token.data), fd: token.fd, loop: &loop)
+        case .tcp:
+            tcp.handleSocketEvent(slot: Int(token.data), fd: token.fd, events: events, now: loop.now, table: &flows,
+                                  tap: &egress)
+        case .tcpTimer:
+            tcp.handleTimer(slot: Int(token.data), fd: token.fd, now: loop.now, table: &flows, tap: &egress)
+        case .tcpListen:
+            tcp.acceptConnections(listener: Int(token.data), now: loop.now, seen4: guest.seen4, seen6: guest.seen6,
+                                  linkLocalSeen6: guest.linkLocalSeen6, table: &flows, tap: &egress)
         case .signal:
             handleSignals(loop: &loop)
         case .nsQuitInotify:
@@ -287,6 +331,7 @@ struct PastaContext: ~Copyable, EventHandler {
             pollNamespace(loop: &loop)
         case .udpExpiry:
             udp.expire(now: loop.now, table: &flows)
+            udpForwarding.timer(&udp, loop: &loop)
         case .routerAdvertisement:
             if let length = NDPResponder.unsolicitedRouterAdvertisement(config: services, into: outbound.baseAddress!,
                                                                         capacity: outbound.count) {
@@ -366,7 +411,13 @@ struct PastaContext: ~Copyable, EventHandler {
         case .dhcpv6:
             if answer(frame, with: DHCPv6Server.answer), let assigned = services.ipv6?.address { guest.seen6 = assigned }
         case .transport4(let packet):
-            // TCP arrives with its own issue: until then its segments are dropped here.
+            if packet.protocol == IPProtocol.tcp {
+                guard let segment = TCPSegment(packet.payload, count: packet.payloadCount) else { return }
+                tcp.handleGuestSegment(isIPv6: false, source: IPv6Address(v4Mapped: packet.source),
+                                       destination: IPv6Address(v4Mapped: packet.destination), segment: segment,
+                                       now: now, table: &flows, tap: &egress)
+                return
+            }
             guard packet.protocol == IPProtocol.udp,
                   let datagram = UDPDatagram(packet.payload, count: packet.payloadCount) else { return }
             let outcome = udp.handleGuestDatagram(isIPv6: false, source: IPv6Address(v4Mapped: packet.source),
@@ -374,6 +425,12 @@ struct PastaContext: ~Copyable, EventHandler {
                                                   datagram: datagram, now: now, table: &flows)
             registerNewUDPFlow(outcome, loop: &loop)
         case .transport6(let packet):
+            if packet.upperLayerProtocol == IPProtocol.tcp {
+                guard let segment = TCPSegment(packet.upperLayer, count: packet.upperLayerCount) else { return }
+                tcp.handleGuestSegment(isIPv6: true, source: packet.source, destination: packet.destination,
+                                       segment: segment, now: now, table: &flows, tap: &egress)
+                return
+            }
             guard packet.upperLayerProtocol == IPProtocol.udp,
                   let datagram = UDPDatagram(packet.upperLayer, count: packet.upperLayerCount) else { return }
             let outcome = udp.handleGuestDatagram(isIPv6: true, source: packet.source, destination: packet.destination,
@@ -416,6 +473,7 @@ struct PastaContext: ~Copyable, EventHandler {
 
     /// Drains ICMP errors of flow `slot` and forwards its pending replies to the guest.
     mutating func relayUDPReplies(slot: Int, fd: Int32, events: EpollEvents, now: UInt64) {
+        if udp.spliceSocket(ofSlot: slot) == fd { return udp.forwardSpliceReplies(slot: slot, now: now) }
         guard udp.socket(ofSlot: slot) == fd else { return }
         if events.contains(.error) { udp.drainErrors(slot: slot) }
         while let count = udp.receiveReplies(slot: slot, now: now, ourMAC: egress.ourMAC, guestMAC: egress.guestMAC) {
@@ -423,12 +481,15 @@ struct PastaContext: ~Copyable, EventHandler {
         }
     }
 
-    /// Forwards the pending datagrams of -u listener `index` to the guest.
-    mutating func relayUDPListener(_ index: Int, now: UInt64) {
-        while let count = udp.receiveFromListener(index, now: now, ourMAC: egress.ourMAC, guestMAC: egress.guestMAC,
-                                                  seen4: guest.seen4, seen6: guest.seen6,
+    /// Forwards the pending datagrams of listener `index` (socket `fd`) to the guest or, spliced,
+    /// to their far-side sockets.
+    mutating func relayUDPListener(_ index: Int, fd: Int32, loop: inout EventLoop) {
+        guard index < udp.listeners.count, udp.listeners[index].socket == fd else { return }
+        while let count = udp.receiveFromListener(index, now: loop.now, ourMAC: egress.ourMAC,
+                                                  guestMAC: egress.guestMAC, seen4: guest.seen4, seen6: guest.seen6,
                                                   linkLocalSeen6: guest.linkLocalSeen6, table: &flows) {
             for index in 0..<count { egress.send(udp.frame(index)) }
+            udpForwarding.registerNewFlows(&udp, loop: &loop)
         }
     }
 
@@ -504,7 +565,7 @@ struct PastaContext: ~Copyable, EventHandler {
 }
 
 /// Frames towards the guest: one write(2) per frame on the tap, each captured once sent.
-struct Egress: ~Copyable {
+struct Egress: ~Copyable, TCPTap {
     /// The tap device in the target namespace.
     let tap: TapDevice
     /// The -p capture (disabled without -p).

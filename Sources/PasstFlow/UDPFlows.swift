@@ -24,6 +24,9 @@
 // each slot with room for the Ethernet, IP and UDP headers in front of the payload, which are
 // then written in place: one copy, no allocation. The daemon writes `frame(i)` to the tap.
 //
+// pasta's loopback bypass (UDPSplice.swift) keeps a second socket per flow instead of the tap:
+// datagrams move socket to socket between the two namespaces, never as frames.
+//
 // ICMP errors from the host side are queued on the socket's error queue (IP_RECVERR); they are
 // drained and logged, and never close a flow. A flow idle for 180 s is closed by `expire`, run
 // every second. A full flow table or no free slot drops the new flow's datagram, nothing else.
@@ -49,6 +52,8 @@ public enum UDPGuestOutcome: Equatable, Sendable {
 struct UDPFlow {
     /// Host-side socket: connected (outbound) or a dup of the listener (inbound); -1 when free.
     var socket: Int32 = -1
+    /// Spliced flows: the connected socket on the listener's far side; -1 for tap flows.
+    var spliceSocket: Int32 = -1
     /// IPv6 on the guest side.
     var isIPv6 = false
     /// The guest's address (v4-mapped for IPv4) and port.
@@ -97,8 +102,18 @@ public struct UDPFlows: ~Copyable {
     var freeCount: Int
     /// Address translation and outbound binding.
     public let rules: ForwardingRules
-    /// The -u listeners (fixed once the daemon starts).
-    public let listeners: [UDPListener]
+    /// The -u and -U listeners; a closed one keeps its index with socket -1 until reused.
+    public internal(set) var listeners: [UDPListener]
+    /// pasta: datagrams from a loopback peer on a host listener bypass the tap (not --no-splice).
+    public var spliceEnabled = false
+    /// --host-lo-to-ns-lo: spliced datagrams go to the namespace's loopback, not its address.
+    public var spliceToNamespaceLoopback = false
+    /// Unbound sockets created in the namespace, for the namespace side of spliced flows.
+    public var namespaceSockets = NamespaceSocketPool()
+    /// Spliced flows created by the last `receiveFromListener` call (their slots).
+    let newSpliceSlots: UnsafeMutablePointer<Int32>
+    /// Entries of `newSpliceSlots` in use.
+    public internal(set) var newSpliceCount = 0
 
     /// The queued slot, -1 for none, and how many datagrams are queued.
     var queuedSlot = -1
@@ -146,6 +161,8 @@ public struct UDPFlows: ~Copyable {
         frameLengths = .allocate(capacity: UDPFlows.receiveBatch)
         frameLengths.initialize(repeating: 0, count: UDPFlows.receiveBatch)
         scratch = .allocate(byteCount: 1024, alignment: 16)
+        newSpliceSlots = .allocate(capacity: UDPFlows.receiveBatch)
+        newSpliceSlots.initialize(repeating: -1, count: UDPFlows.receiveBatch)
         for index in 0..<UDPFlows.receiveBatch {
             receiveVectors[index] = iovec(iov_base: receivePool + index * UDPFlows.slotSize + UDPFlows.headroom,
                                           iov_len: UDPFlows.maximumPayload)
@@ -153,8 +170,12 @@ public struct UDPFlows: ~Copyable {
     }
 
     deinit {
-        for slot in flows.indices where flows[slot].socket >= 0 { close(flows[slot].socket) }
-        for listener in listeners { close(listener.socket) }
+        for slot in flows.indices where flows[slot].socket >= 0 {
+            close(flows[slot].socket)
+            if flows[slot].spliceSocket >= 0 { close(flows[slot].spliceSocket) }
+        }
+        for listener in listeners where listener.socket >= 0 { close(listener.socket) }
+        newSpliceSlots.deallocate()
         flows.deallocate()
         freeSlots.deallocate()
         sendHeaders.deallocate()
@@ -221,26 +242,33 @@ public struct UDPFlows: ~Copyable {
         queuedCount = 0
         let flow = flows[queuedSlot]
         guard flow.socket >= 0 else { return }
-        sendName.pointee = flow.hostPeer
+        send(count, on: flow.socket, to: flow.hostPeer)
+    }
+
+    /// Sends the first `count` datagrams of `sendVectors` on `fd` with sendmmsg(2), to `peer`
+    /// unless its length is 0 (connected socket); an ICMP error reported for one datagram skips
+    /// it, any other failure drops the rest.
+    func send(_ count: Int, on fd: Int32, to peer: SocketAddress) {
+        sendName.pointee = peer
         for index in 0..<count {
             sendHeaders[index] = shim_mmsghdr()
             sendHeaders[index].msg_hdr.msg_iov = sendVectors + index
             sendHeaders[index].msg_hdr.msg_iovlen = 1
-            if flow.hostPeer.length > 0 {
+            if peer.length > 0 {
                 sendHeaders[index].msg_hdr.msg_name = UnsafeMutableRawPointer(sendName)
-                sendHeaders[index].msg_hdr.msg_namelen = flow.hostPeer.length
+                sendHeaders[index].msg_hdr.msg_namelen = peer.length
             }
         }
         var sent = 0
         while sent < count {
-            switch Sys.sendmmsg(flow.socket, sendHeaders + sent, count: count - sent, flags: Int32(MSG_NOSIGNAL)) {
+            switch Sys.sendmmsg(fd, sendHeaders + sent, count: count - sent, flags: Int32(MSG_NOSIGNAL)) {
             case .success(let n):
                 sent += n > 0 ? Int(n) : count
             case .wouldBlock:
                 return
             case .failure(let code):
-                Log.debug("UDP: send to host failed: \(SyscallError(code))")
-                drainErrorQueue(flow.socket)
+                Log.debug("UDP: send failed: \(SyscallError(code))")
+                drainErrorQueue(fd)
                 guard UDPFlows.isTransientError(code) else { return }
                 sent += 1
             }
@@ -297,6 +325,20 @@ public struct UDPFlows: ~Copyable {
             return -1
         }
         let fd = owned.release()
+        if let interface = isIPv6 ? rules.outboundInterface6 : rules.outboundInterface4 {
+            let bound = interface.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0) + 1)) }
+            if bound < 0 { Log.debug("UDP: can't bind socket to \(interface): \(SyscallError(errno))") }
+        }
+        let local: IPv6Address = isIPv6 ? (rules.outboundAddress6 ?? .any)
+            : IPv6Address(v4Mapped: rules.outboundAddress4 ?? .any)
+        return bindAndConnect(fd, isIPv6: isIPv6, local: SocketAddress(local, port: sourcePort, ipv4Socket: !isIPv6),
+                              remote: SocketAddress(target, port: port, ipv4Socket: !isIPv6,
+                                                    scope: rules.linkLocalScope6))
+    }
+
+    /// Sets SO_REUSEADDR and IP(V6)_RECVERR on UDP socket `fd`, binds it to `local`, connects it
+    /// to `remote` and discards stray datagrams; returns `fd`, or -1 (closed) on failure.
+    func bindAndConnect(_ fd: Int32, isIPv6: Bool, local: SocketAddress, remote: SocketAddress) -> Int32 {
         _ = Sys.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, Int32(1))
         if isIPv6 {
             _ = Sys.setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, Int32(1))
@@ -304,23 +346,17 @@ public struct UDPFlows: ~Copyable {
         } else {
             _ = Sys.setOption(fd, level: Int32(IPPROTO_IP), name: IP_RECVERR, Int32(1))
         }
-        if let interface = isIPv6 ? rules.outboundInterface6 : rules.outboundInterface4 {
-            let bound = interface.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0) + 1)) }
-            if bound < 0 { Log.debug("UDP: can't bind socket to \(interface): \(SyscallError(errno))") }
-        }
-        let local: IPv6Address = isIPv6 ? (rules.outboundAddress6 ?? .any)
-            : IPv6Address(v4Mapped: rules.outboundAddress4 ?? .any)
-        var address = SocketAddress(local, port: sourcePort, ipv4Socket: !isIPv6)
-        var remote = SocketAddress(target, port: port, ipv4Socket: !isIPv6, scope: rules.linkLocalScope6)
-        let bound = withUnsafeBytes(of: &address.storage) { Sys.bind(fd, $0.baseAddress!, length: address.length) }
-        let connected = withUnsafeBytes(of: &remote.storage) { Sys.connect(fd, $0.baseAddress!, length: remote.length) }
+        var local = local
+        var remote = remote
+        let bound = withUnsafeBytes(of: &local.storage) { Sys.bind(fd, $0.baseAddress!, length: local.length) }
         if case .failure(let code) = bound {
-            Log.debug("UDP: can't bind to port \(sourcePort): \(SyscallError(code))")
+            Log.debug("UDP: can't bind to \(local.address) port \(local.port): \(SyscallError(code))")
             close(fd)
             return -1
         }
+        let connected = withUnsafeBytes(of: &remote.storage) { Sys.connect(fd, $0.baseAddress!, length: remote.length) }
         if case .failure(let code) = connected {
-            Log.debug("UDP: can't connect to \(target) port \(port): \(SyscallError(code))")
+            Log.debug("UDP: can't connect to \(remote.address) port \(remote.port): \(SyscallError(code))")
             close(fd)
             return -1
         }
@@ -350,20 +386,31 @@ public struct UDPFlows: ~Copyable {
     public mutating func receiveFromListener(_ index: Int, now: UInt64, ourMAC: MACAddress, guestMAC: MACAddress,
                                              seen4: IPv4Address?, seen6: IPv6Address?, linkLocalSeen6: IPv6Address?,
                                              table: inout FlowTable) -> Int? {
-        guard index >= 0 && index < listeners.count else { return nil }
+        guard index >= 0 && index < listeners.count, listeners[index].socket >= 0 else { return nil }
         let listener = listeners[index]
+        newSpliceCount = 0
+        flush()
         guard let received = receive(listener.socket, names: true) else { return nil }
         var ready = 0
+        var spliceSlot = -1
+        var spliceCount = 0
         for datagram in 0..<received {
             var peer = SocketAddress()
             peer.storage = receiveNames[datagram]
             peer.length = receiveHeaders[datagram].msg_hdr.msg_namelen
             let peerAddress = peer.address
-            let hostKey = FlowKey(proto: IPProtocol.udp, interface: .host, ourAddress: .any, ourPort: listener.port,
+            let hostKey = FlowKey(proto: IPProtocol.udp, interface: listener.inNamespace ? .splice : .host,
+                                  ourAddress: .any, ourPort: listener.port,
                                   endpointAddress: peerAddress, endpointPort: peer.port)
             let slot: Int
             if let reference = table.lookup(hostKey) {
                 slot = Int(reference)
+            } else if listener.inNamespace || (spliceEnabled && UDPFlows.isLoopback(peerAddress)) {
+                guard let created = openSpliceFlow(listener: listener, peer: peer, hostKey: hostKey, seen4: seen4,
+                                                   seen6: seen6, now: now, table: &table) else { continue }
+                slot = created
+                newSpliceSlots[newSpliceCount] = Int32(slot)
+                newSpliceCount += 1
             } else {
                 let isIPv6 = peerAddress.v4Mapped == nil
                 let seen = isIPv6 ? seen6 : seen4.map { IPv6Address(v4Mapped: $0) }
@@ -374,6 +421,22 @@ public struct UDPFlows: ~Copyable {
                 slot = created
             }
             flows[slot].lastActivity = now
+            if flows[slot].spliceSocket >= 0 {
+                if spliceCount > 0 && spliceSlot != slot {
+                    send(spliceCount, on: flows[spliceSlot].spliceSocket, to: SocketAddress())
+                    spliceCount = 0
+                }
+                spliceSlot = slot
+                sendVectors[spliceCount] = iovec(iov_base: receivePool + datagram * UDPFlows.slotSize + UDPFlows.headroom,
+                                                 iov_len: Int(receiveHeaders[datagram].msg_len))
+                spliceCount += 1
+                continue
+            }
+            if spliceCount > 0 {
+                // Send before frames are compacted over the queued payloads.
+                send(spliceCount, on: flows[spliceSlot].spliceSocket, to: SocketAddress())
+                spliceCount = 0
+            }
             if datagram != ready {
                 // Keep frames contiguous in the pool's slot order: move this payload down.
                 let length = Int(receiveHeaders[datagram].msg_len)
@@ -384,6 +447,7 @@ public struct UDPFlows: ~Copyable {
             buildFrame(ready, flow: flows[slot], ourMAC: ourMAC, guestMAC: guestMAC)
             ready += 1
         }
+        if spliceCount > 0 { send(spliceCount, on: flows[spliceSlot].spliceSocket, to: SocketAddress()) }
         return ready
     }
 
@@ -503,7 +567,11 @@ public struct UDPFlows: ~Copyable {
         for slot in flows.indices where flows[slot].socket >= 0 {
             guard now &- flows[slot].lastActivity >= UDPFlows.idleTimeout else { continue }
             if queuedCount > 0 && queuedSlot == slot { flush() }
-            table.remove(flows[slot].tapKey)
+            if flows[slot].spliceSocket >= 0 {
+                close(flows[slot].spliceSocket)
+            } else {
+                table.remove(flows[slot].tapKey)
+            }
             table.remove(flows[slot].hostKey)
             close(flows[slot].socket)
             flows[slot] = UDPFlow()

@@ -118,17 +118,24 @@ enum UDPTestSocket {
         return UInt16(bigEndian: a.sin6_port)
     }
 
-    /// Sends `payload` from `fd` to `address`:`port` and returns the reply (nil after 3 tries
-    /// without one).
+    /// Sends `payload` from `fd` to `address`:`port` and returns the reply. UDP may lose a
+    /// datagram, so it tries 3 times; a late reply to an earlier exchange or try is read and
+    /// skipped, so it cannot pass for this one. Returns the last unmatched reply, or nil if none came.
     static func exchange(_ fd: Int32, to address: String, port: UInt16, payload: [UInt8]) -> [UInt8]? {
         var buffer = [UInt8](repeating: 0, count: 65536 + 2)
+        var unmatched: [UInt8]? = nil
         for _ in 0..<3 {
             let sent = withAddress(address, port: port) { sendto(fd, payload, payload.count, 0, $0, $1) }
             guard sent == payload.count else { return nil }
-            let count = recv(fd, &buffer, buffer.count, 0)
-            if count >= 0 { return Array(buffer[..<count]) }
+            while true {
+                let count = recv(fd, &buffer, buffer.count, 0)
+                if count < 0 { break }
+                let reply = Array(buffer[..<count])
+                if reply == payload { return reply }
+                unmatched = reply
+            }
         }
-        return nil
+        return unmatched
     }
 }
 
@@ -149,7 +156,7 @@ extension TestBed {
         let pidFile = directory + "/udp-\(Command.nextID()).pid"
         let pasta = try startBackground(in: host, [try pastaBinary(), "-f", "--config-net", "-P", pidFile]
                                         + arguments + ["--netns", target])
-        guard waitUntil(10, { FileManager.default.fileExists(atPath: pidFile) }) else {
+        guard waitUntil(10, { pidFileWritten(pidFile) }) else {
             throw TestBedError(description: "pasta did not start: \(pasta.stderr())")
         }
         return (target, pasta)

@@ -1,0 +1,1031 @@
+// TCP between the guest and host sockets, without a TCP stack of our own (spec §6; upstream tcp.c).
+//
+// Theory of operation: every guest connection is a host socket, and what the guest sees mirrors
+// what the host kernel does with that socket (TCPConnection.swift describes the four counters).
+//
+// Set-up. A guest SYN (no ACK) for an unknown tap-side pair creates a connection: a non-blocking
+// socket (largest buffers when the kernel allows 4 MiB or more, TCP_MAXSEG from the guest's
+// MSS, bound to -o / --outbound-ifN), connecting to the destination translated by
+// ForwardingRules. The SYN-ACK goes to the guest only once the connect completes (EPOLLOUT and
+// SO_ERROR 0), with our MSS (MTU - 40/60, page-rounded) and window scale; a failed connect is a
+// RST (with ACK, so the guest's connect sees "refused"). The guest's ACK establishes it. A
+// connection accepted on a -t listener (TCPListeners.swift) becomes our SYN to the guest, with
+// the source rewritten per §3.3 and the port offset applied; the guest's SYN-ACK establishes it.
+// The initial sequence numbers follow RFC 6528: SipHash of the four-tuple under a secret, plus
+// the monotonic clock in 32 ns ticks.
+//
+// Socket -> guest. Nothing is read from the socket until the guest acknowledges it. When data
+// may be sent (EPOLLIN, a guest ACK, a window update, a retransmission), we peek with MSG_PEEK
+// at offset seqToTap - seqAckFromTap (SO_PEEK_OFF when the kernel has it, else the already
+// sent bytes are peeked into a discard buffer first), at most the guest's window minus what is
+// in flight, straight into frame slots whose header room is then filled in: one copy from the
+// socket to the frame. A guest ACK discards the acknowledged bytes with recv(MSG_TRUNC). A
+// duplicate ACK, or no ACK within 2 s, rewinds seqToTap to the last ACK and peeks again; 7
+// timeouts in a row reset the connection. End of file on the socket becomes our FIN once
+// everything before it was sent.
+//
+// Guest -> socket. In-order payload is written with send(MSG_DONTWAIT | MSG_NOSIGNAL); what does
+// not fit is dropped unacknowledged (the guest retransmits it), a short write advances by what
+// was written, a gap gets two duplicate ACKs. The ACK we send is what was written, or, for
+// remote peers, the initial sequence plus tcpi_bytes_acked (only what the peer acknowledged);
+// the window is the socket's tcpi_snd_wnd bounded by SO_SNDBUF (§6.5), in our window scale.
+// When that ACK lags or the window is 0, a 10 ms timer re-checks. The guest's FIN is a
+// shutdown(SHUT_WR); when both sides finished and the guest acknowledged our FIN, the
+// connection is closed. A RST from the guest closes the socket; a socket error is a RST to the
+// guest.
+//
+// Events: each socket is registered edge-triggered (IN | OUT | RDHUP once established; OUT while
+// connecting), with the connection's slot in the token, so data left in the socket because the
+// guest's window is full costs no wake-ups: the guest's next ACK resumes sending. Each
+// connection has a timerfd, created when first needed, for the ACK interval (10 ms), the ACK
+// timeout (2 s, which also repeats our SYN to the guest), the handshake timeout (10 s) and the
+// FIN timeout (60 s); the deadline kept in
+// the record decides, so a test's clock drives the timers. Frames go to a `TCPTap` (the
+// daemon's tap writer, or a test's memory); records and buffers are allocated once.
+import PasstConfig
+import PasstSys
+import PasstWire
+import CPasstShim
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where TCP frames towards the guest go.
+public protocol TCPTap: ~Copyable {
+    /// Our MAC address (source of the frames).
+    var ourMAC: MACAddress { get }
+    /// The guest's MAC address (destination of the frames).
+    var guestMAC: MACAddress { get }
+    /// Sends one frame (Ethernet header first) to the guest.
+    mutating func send(_ frame: UnsafeRawBufferPointer)
+}
+
+/// The TCP connections of the tap path, their sockets, timers and frame buffers.
+public struct TCPFlows: ~Copyable {
+    /// ACK interval: a due ACK or window update is re-checked this often (ns).
+    public static let ackInterval: UInt64 = 10_000_000
+    /// Handshake timeout (ns).
+    public static let synTimeout: UInt64 = 10 * SystemClock.nanosecondsPerSecond
+    /// Unacknowledged data is retransmitted after this long (ns).
+    public static let ackTimeout: UInt64 = 2 * SystemClock.nanosecondsPerSecond
+    /// A half-closed connection without progress is reset after this long (ns).
+    public static let finTimeout: UInt64 = 60 * SystemClock.nanosecondsPerSecond
+    /// Retransmission timeouts in a row before the connection is reset.
+    public static let maximumRetransmits: UInt8 = 7
+    /// Times our SYN to the guest is repeated (every ACK timeout) before the handshake times out.
+    public static let synRetransmits: UInt8 = 4
+    /// Frames peeked with one recvmsg(2).
+    public static let batchFrames = 64
+    /// Room in front of each payload: Ethernet, IPv6 and TCP header with options.
+    static let headroom = 96
+    /// Largest payload of one frame (IPv4 total length limit minus IP and TCP headers).
+    static let maximumPayload = 65535 - 40
+    /// Bytes per frame slot.
+    static let slotSize = (headroom + maximumPayload + 63) & ~63
+    /// Size of the discard buffer used when SO_PEEK_OFF is missing.
+    static let discardSize = Int(TCPWindow.maximum)
+    /// SO_PEEK_OFF (asm-generic/socket.h).
+    static let soPeekOff: Int32 = 42
+    /// Below this SO_SNDBUF, tcpi_bytes_acked is not mirrored (§6.5).
+    static let smallSendBuffer: UInt32 = 128 * 1024
+
+    /// Timer purposes, kept in `TCPConnection.timerClass`.
+    enum TimerClass: UInt8 {
+        case none = 0, ackInterval, synTimeout, ackTimeout, finTimeout
+    }
+
+    /// Connection records (calloc: all zero is free).
+    let connections: UnsafeMutablePointer<TCPConnection>
+    /// Slots given back, a stack, and slots never used so far.
+    let freeSlots: UnsafeMutablePointer<Int32>
+    var freeCount = 0
+    var neverUsed = 0
+    /// Most connections.
+    public let capacity: Int
+    /// Open connections.
+    public private(set) var count = 0
+    /// Address translation and outbound binding.
+    public let rules: ForwardingRules
+    /// The -t listeners (fixed once the daemon starts).
+    public let listeners: [TCPListener]
+    /// The tap MTU (our MSS is derived from it).
+    public let mtu: Int
+    /// The epoll instance sockets and timers are registered with (set before the first flow).
+    public var epollFD: Int32 = -1
+    /// Token kinds of connection sockets and of their timers.
+    public let socketKind: UInt8
+    public let timerKind: UInt8
+    /// The RFC 6528 secret.
+    let isnSecret: SipHashKey
+    /// Whether the kernel supports SO_PEEK_OFF on TCP sockets.
+    public let peekOffsetSupported: Bool
+
+    /// Frame slots for peeked data, the recvmsg vectors, flag-only frames, the discard buffer.
+    let pool: UnsafeMutableRawPointer
+    let vectors: UnsafeMutablePointer<iovec>
+    let control: UnsafeMutableRawPointer
+    let discard: UnsafeMutableRawPointer?
+
+    /// Allocates room for `capacity` connections with `rules` and `listeners` for a tap of `mtu`;
+    /// sockets and timers get tokens of kind `socketKind` / `timerKind`.
+    public init(capacity: Int = FlowTable.upstreamCapacity, rules: ForwardingRules, listeners: [TCPListener] = [],
+                mtu: Int, socketKind: UInt8, timerKind: UInt8, isnSecret: SipHashKey = .random()) {
+        precondition(capacity > 0 && capacity < Int(Int32.max))
+        let records = calloc(capacity, MemoryLayout<TCPConnection>.stride)
+        let stack = malloc(capacity * MemoryLayout<Int32>.stride)
+        precondition(records != nil && stack != nil, "Can't allocate the TCP connection table")
+        connections = records!.bindMemory(to: TCPConnection.self, capacity: capacity)
+        freeSlots = stack!.bindMemory(to: Int32.self, capacity: capacity)
+        self.capacity = capacity
+        self.rules = rules
+        self.listeners = listeners
+        self.mtu = mtu
+        self.socketKind = socketKind
+        self.timerKind = timerKind
+        self.isnSecret = isnSecret
+        peekOffsetSupported = TCPFlows.probePeekOffset()
+        pool = .allocate(byteCount: TCPFlows.slotSize * TCPFlows.batchFrames, alignment: 64)
+        vectors = .allocate(capacity: TCPFlows.batchFrames + 1)
+        vectors.initialize(repeating: iovec(), count: TCPFlows.batchFrames + 1)
+        control = .allocate(byteCount: TCPFlows.headroom + 64, alignment: 64)
+        discard = peekOffsetSupported ? nil : .allocate(byteCount: TCPFlows.discardSize, alignment: 64)
+    }
+
+    deinit {
+        for slot in 0..<neverUsed where connections[slot].inUse {
+            close(connections[slot].socket)
+            if connections[slot].timer > 0 { close(connections[slot].timer) }
+        }
+        TCPListeners.closeAll(listeners)
+        free(connections)
+        free(freeSlots)
+        pool.deallocate()
+        vectors.deallocate()
+        control.deallocate()
+        discard?.deallocate()
+    }
+
+    // MARK: Queries
+
+    /// The socket of connection `slot`, -1 if the slot is free.
+    public func socket(ofSlot slot: Int) -> Int32 {
+        slot >= 0 && slot < neverUsed && connections[slot].inUse ? connections[slot].socket : -1
+    }
+
+    /// The events of connection `slot` (empty if free).
+    public func events(ofSlot slot: Int) -> TCPEvents {
+        slot >= 0 && slot < neverUsed && connections[slot].inUse ? connections[slot].events : []
+    }
+
+    /// The flags of connection `slot` (empty if free).
+    public func flags(ofSlot slot: Int) -> TCPConnectionFlags {
+        slot >= 0 && slot < neverUsed && connections[slot].inUse ? connections[slot].flags : []
+    }
+
+    // MARK: Set-up helpers
+
+    /// Whether setting SO_PEEK_OFF on a TCP socket works on this kernel.
+    static func probePeekOffset() -> Bool {
+        guard case .success(let owned) = Sys.socket(domain: AF_INET, type: SocketType.stream) else { return false }
+        let fd = owned.release()
+        defer { close(fd) }
+        if case .success = Sys.setOption(fd, level: SOL_SOCKET, name: soPeekOff, Int32(0)) { return true }
+        return false
+    }
+
+    /// Whether net.core.rmem_max and wmem_max are both at least 4 MiB (read once).
+    static let largeBuffersAllowed: Bool = {
+        func value(_ path: String) -> Int {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return 0 }
+            defer { close(fd) }
+            var bytes = [UInt8](repeating: 0, count: 32)
+            let count = read(fd, &bytes, bytes.count)
+            guard count > 0 else { return 0 }
+            return Int(String(decoding: bytes[..<count].prefix { $0 >= 0x30 && $0 <= 0x39 }, as: UTF8.self)) ?? 0
+        }
+        let limit = 4 * 1024 * 1024
+        return value("/proc/sys/net/core/rmem_max") >= limit && value("/proc/sys/net/core/wmem_max") >= limit
+    }()
+
+    /// Sets SO_RCVBUF and SO_SNDBUF to INT_MAX / 2 when the kernel allows large buffers.
+    static func setLargeBuffers(_ fd: Int32) {
+        guard largeBuffersAllowed else { return }
+        _ = Sys.setOption(fd, level: SOL_SOCKET, name: SO_RCVBUF, Int32.max / 2)
+        _ = Sys.setOption(fd, level: SOL_SOCKET, name: SO_SNDBUF, Int32.max / 2)
+    }
+
+    /// The RFC 6528 initial sequence number of a connection with tap-side `key` at `now`.
+    func initialSequence(_ key: FlowKey, now: UInt64) -> UInt32 {
+        let hash = key.hash(secret: isnSecret)
+        return UInt32(truncatingIfNeeded: hash >> 32 ^ hash) &+ UInt32(truncatingIfNeeded: now >> 5)
+    }
+
+    /// A free slot, nil if none.
+    mutating func allocateSlot() -> Int? {
+        if freeCount > 0 {
+            freeCount -= 1
+            return Int(freeSlots[freeCount])
+        }
+        guard neverUsed < capacity else { return nil }
+        neverUsed += 1
+        return neverUsed - 1
+    }
+
+    /// Whether `address` can be a TCP endpoint (unicast, specified).
+    static func isUnicast(_ address: IPv6Address) -> Bool {
+        if let v4 = address.v4Mapped { return !v4.isUnspecified && !v4.isBroadcast && !v4.isMulticast }
+        return !address.isUnspecified && !address.isMulticast
+    }
+
+    // MARK: Guest segments
+
+    /// Handles one TCP segment from the guest, `source` -> `destination` (v4-mapped for IPv4).
+    public mutating func handleGuestSegment<Tap: TCPTap & ~Copyable>(
+        isIPv6: Bool, source: IPv6Address, destination: IPv6Address, segment: TCPSegment, now: UInt64,
+        table: inout FlowTable, tap: inout Tap
+    ) {
+        let key = FlowKey(proto: IPProtocol.tcp, interface: .tap, ourAddress: destination,
+                          ourPort: segment.destinationPort, endpointAddress: source, endpointPort: segment.sourcePort)
+        guard let reference = table.lookup(key) else {
+            let flags = segment.flags
+            if flags.contains(.syn) && flags.isDisjoint(with: [.ack, .rst, .fin]) {
+                openOutbound(isIPv6: isIPv6, key: key, segment: segment, now: now, table: &table, tap: &tap)
+            }
+            return
+        }
+        let slot = Int(reference)
+        let c = connections + slot
+        let flags = segment.flags
+        if flags.contains(.rst) {
+            closeConnection(slot, table: &table)
+            return
+        }
+        if c.pointee.events.contains(.tapSynReceived) {
+            guard c.pointee.events.contains(.tapSynAckSent) else {
+                // Still connecting: a retransmitted SYN waits, anything else is a reset.
+                if !flags.contains(.syn) || flags.contains(.ack) { reset(slot, table: &table, tap: &tap) }
+                return
+            }
+            if flags.contains(.syn) {
+                if !flags.contains(.ack) { resendSynAck(slot, now: now, tap: &tap) }
+                return
+            }
+            guard flags.contains(.ack) else { return }
+            guard segment.acknowledgmentNumber == c.pointee.seqToTap else {
+                reset(slot, table: &table, tap: &tap)
+                return
+            }
+            c.pointee.wndFromTap = UInt32(segment.window) << c.pointee.wsFromTap
+            establish(slot, now: now)
+        } else if c.pointee.events.contains(.sockAccepted) {
+            guard flags.contains([.syn, .ack]), segment.acknowledgmentNumber == c.pointee.seqToTap else {
+                reset(slot, table: &table, tap: &tap)
+                return
+            }
+            let options = segment.options
+            c.pointee.tapMSS = TCPWindow.guestMSS(options.mss, isIPv6: c.pointee.isIPv6)
+            if let scale = options.windowScale {
+                c.pointee.wsFromTap = min(scale, 14)
+            } else {
+                c.pointee.wsFromTap = 0
+                c.pointee.wsToTap = 0
+            }
+            c.pointee.seqFromTap = segment.sequenceNumber &+ 1
+            c.pointee.seqInitFromTap = c.pointee.seqFromTap
+            c.pointee.seqAckToTap = c.pointee.seqFromTap
+            c.pointee.seqAckFromTap = c.pointee.seqToTap
+            c.pointee.wndFromTap = UInt32(segment.window)
+            establish(slot, now: now)
+            _ = refreshAckAndWindow(slot, acknowledgeAll: true)
+            sendFlags(slot, .ack, tap: &tap)
+            sendFromSocket(slot, now: now, table: &table, tap: &tap)
+            updateTimer(slot, now: now)
+            return
+        } else if flags.contains(.syn) {
+            // A retransmitted SYN or SYN-ACK after the handshake: our ACK went missing.
+            sendFlags(slot, .ack, tap: &tap)
+            return
+        }
+        handleEstablishedSegment(slot, segment: segment, now: now, table: &table, tap: &tap)
+    }
+
+    /// Processes the ACK, window, payload and FIN of `segment` on established connection `slot`.
+    mutating func handleEstablishedSegment<Tap: TCPTap & ~Copyable>(
+        _ slot: Int, segment: TCPSegment, now: UInt64, table: inout FlowTable, tap: inout Tap
+    ) {
+        let c = connections + slot
+        let flags = segment.flags
+        let length = segment.payloadCount
+        var resend = false
+        if flags.contains(.ack) {
+            let ack = segment.acknowledgmentNumber
+            let window = UInt32(segment.window) << c.pointee.wsFromTap
+            let previousAck = c.pointee.seqAckFromTap
+            if TCPSequence.less(previousAck, ack) && TCPSequence.lessOrEqual(ack, c.pointee.seqToTap) {
+                acknowledge(slot, upTo: ack, now: now)
+                resend = true
+            } else if ack == previousAck && length == 0 && !flags.contains(.fin) && window == c.pointee.wndFromTap
+                        && c.pointee.inFlight > 0 && c.pointee.lastFastRetransmit != ack {
+                // A pure duplicate ACK: the guest lost something we sent.
+                c.pointee.lastFastRetransmit = ack
+                rewind(slot)
+                resend = true
+            }
+            if window != c.pointee.wndFromTap {
+                // A window closing to 0 while data is in flight is ignored (Linux zero-window ACKs).
+                if window != 0 || c.pointee.inFlight == 0 {
+                    resend = resend || window > c.pointee.wndFromTap
+                    c.pointee.wndFromTap = window
+                }
+            }
+        }
+        if length > 0 || flags.contains(.fin) {
+            guard receiveFromGuest(slot, segment: segment, now: now, table: &table, tap: &tap) else { return }
+        }
+        if resend {
+            c.pointee.flags.remove(.stalled)
+            sendFromSocket(slot, now: now, table: &table, tap: &tap)
+            guard c.pointee.inUse else { return }
+        }
+        if finished(slot) {
+            closeConnection(slot, table: &table)
+            return
+        }
+        if length > 0 && c.pointee.timerClass == TimerClass.finTimeout.rawValue {
+            restartTimer(slot, now: now)
+        } else {
+            updateTimer(slot, now: now)
+        }
+    }
+
+    /// Writes the guest's in-order payload of `segment` to the socket and handles its FIN;
+    /// returns false if the connection was reset.
+    mutating func receiveFromGuest<Tap: TCPTap & ~Copyable>(
+        _ slot: Int, segment: TCPSegment, now: UInt64, table: inout FlowTable, tap: inout Tap
+    ) -> Bool {
+        let c = connections + slot
+        let length = segment.payloadCount
+        let fin = segment.flags.contains(.fin)
+        if c.pointee.events.contains(.tapFinReceived) {
+            sendFlags(slot, .ack, tap: &tap)
+            return true
+        }
+        let offset = Int32(bitPattern: segment.sequenceNumber &- c.pointee.seqFromTap)
+        if offset > 0 {
+            // A gap: two duplicate ACKs (once per acknowledgment number), the segment is dropped.
+            if c.pointee.lastDupAckSent != c.pointee.seqAckToTap {
+                c.pointee.lastDupAckSent = c.pointee.seqAckToTap
+                sendFlags(slot, .ack, tap: &tap)
+                sendFlags(slot, .ack, tap: &tap)
+            }
+            return true
+        }
+        let skip = Int(-offset)
+        if skip > length || (skip == length && !fin) {
+            // Old data or a keep-alive: answer with an ACK.
+            sendFlags(slot, .ack, tap: &tap)
+            return true
+        }
+        var written = 0
+        if skip < length {
+            let sent = Glibc.send(c.pointee.socket, segment.payload + skip, length - skip,
+                                  Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
+            if sent >= 0 {
+                written = sent
+            } else if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+                Log.debug("TCP: write to socket failed: \(SyscallError(errno))")
+                reset(slot, table: &table, tap: &tap)
+                return false
+            }
+            c.pointee.seqFromTap &+= UInt32(written)
+        }
+        if fin && skip + written == length {
+            c.pointee.seqFromTap &+= 1
+            c.pointee.set(.tapFinReceived)
+            if !c.pointee.events.contains(.tapFinSent) { c.pointee.flags.insert(.activeClose) }
+            _ = Sys.shutdown(c.pointee.socket, Int32(SHUT_WR))
+            c.pointee.set(.sockFinSent)
+        }
+        if refreshAckAndWindow(slot, acknowledgeAll: false) || written > 0 || fin {
+            sendFlags(slot, .ack, tap: &tap)
+        }
+        return true
+    }
+
+    /// Records the guest's acknowledgment `ack`: discards the acknowledged bytes from the socket.
+    mutating func acknowledge(_ slot: Int, upTo ack: UInt32, now: UInt64) {
+        let c = connections + slot
+        let dataEnd = c.pointee.dataEnd
+        let dataAck = TCPSequence.less(dataEnd, ack) ? dataEnd : ack
+        let discarded = Int(dataAck &- c.pointee.seqAckFromTap)
+        if discarded > 0 && TCPSequence.less(c.pointee.seqAckFromTap, dataAck) {
+            _ = Glibc.recv(c.pointee.socket, nil, discarded, Int32(MSG_TRUNC) | Int32(MSG_DONTWAIT))
+        }
+        c.pointee.seqAckFromTap = ack
+        c.pointee.retransmits = 0
+        if c.pointee.events.contains(.tapFinSent) && ack == c.pointee.seqToTap { c.pointee.set(.tapFinAcked) }
+        if ack == c.pointee.seqToTap {
+            c.pointee.flags.remove(.ackFromTapDue)
+        } else {
+            restartTimer(slot, now: now)
+        }
+    }
+
+    /// Moves seqToTap back to the guest's last ACK so that everything after it is sent again.
+    mutating func rewind(_ slot: Int) {
+        let c = connections + slot
+        if c.pointee.events.contains(.tapFinSent) && c.pointee.seqAckFromTap != c.pointee.seqToTap {
+            c.pointee.events.remove(.tapFinSent)
+        }
+        c.pointee.seqToTap = c.pointee.seqAckFromTap
+        if peekOffsetSupported {
+            _ = Sys.setOption(c.pointee.socket, level: SOL_SOCKET, name: TCPFlows.soPeekOff, Int32(0))
+        }
+    }
+
+    /// Whether both directions finished: the guest's FIN passed on, ours acknowledged.
+    func finished(_ slot: Int) -> Bool {
+        connections[slot].events.isSuperset(of: [.tapFinReceived, .tapFinAcked])
+    }
+
+    // MARK: Outbound set-up
+
+    /// Creates the connection for the guest's SYN `segment` with tap-side `key`.
+    mutating func openOutbound<Tap: TCPTap & ~Copyable>(
+        isIPv6: Bool, key: FlowKey, segment: TCPSegment, now: UInt64, table: inout FlowTable, tap: inout Tap
+    ) {
+        guard key.ourPort != 0, key.endpointPort != 0, TCPFlows.isUnicast(key.ourAddress),
+              TCPFlows.isUnicast(key.endpointAddress), table.count < table.capacity, epollFD >= 0 else { return }
+        let target = rules.hostDestination(key.ourAddress, port: key.ourPort)
+        let ipv4Socket = target.v4Mapped != nil
+        var address = SocketAddress(target, port: key.ourPort, ipv4Socket: ipv4Socket, scope: rules.linkLocalScope6)
+        let local = TCPFlows.isBoundLocally(&address)
+        guard case .success(let owned) = Sys.socket(domain: ipv4Socket ? AF_INET : AF_INET6,
+                                                     type: SocketType.stream | SocketType.nonBlocking) else {
+            Log.debug("TCP: can't open a socket: \(SyscallError(errno))")
+            return
+        }
+        let fd = owned.release()
+        guard let slot = allocateSlot() else {
+            close(fd)
+            return
+        }
+        let options = segment.options
+        let c = connections + slot
+        c.initialize(to: TCPConnection(
+            inUse: true, isIPv6: isIPv6, wsFromTap: options.windowScale.map { min($0, 14) } ?? 0, wsToTap: 0,
+            events: .tapSynReceived, flags: local ? .local : [], retransmits: 0, socket: fd, timer: 0,
+            guestAddress: key.endpointAddress, guestPort: key.endpointPort, peerAddress: key.ourAddress,
+            peerPort: key.ourPort, tapMSS: TCPWindow.guestMSS(options.mss, isIPv6: isIPv6),
+            windowScaling: options.windowScale != nil, seqToTap: 0, seqAckFromTap: 0,
+            seqFromTap: segment.sequenceNumber &+ 1, seqAckToTap: segment.sequenceNumber &+ 1,
+            seqInitFromTap: segment.sequenceNumber &+ 1, bytesAckedBase: 0, wndFromTap: UInt32(segment.window),
+            wndToTap: TCPWindow.minimumBeforeEstablished, sendBuffer: 0, lastDupAckSent: 0, lastFastRetransmit: 0,
+            timerDeadline: 0, timerClass: 0, epollEvents: 0))
+        c.pointee.seqToTap = initialSequence(key, now: now)
+        c.pointee.seqAckFromTap = c.pointee.seqToTap
+        count += 1
+        guard table.insert(key, reference: UInt32(slot)) else {
+            releaseSlot(slot)
+            return
+        }
+        TCPFlows.setLargeBuffers(fd)
+        _ = Sys.setOption(fd, level: Int32(IPPROTO_TCP), name: TCP_MAXSEG, Int32(c.pointee.tapMSS))
+        c.pointee.sendBuffer = TCPFlows.sendBufferSize(fd)
+        bindOutbound(fd, ipv4Socket: ipv4Socket)
+        let connected = withUnsafeBytes(of: &address.storage) { Sys.connect(fd, $0.baseAddress!, length: address.length) }
+        if case .failure(let code) = connected, code != EINPROGRESS {
+            Log.debug("TCP: connect to \(target) port \(key.ourPort) failed: \(SyscallError(code))")
+            reset(slot, table: &table, tap: &tap)
+            return
+        }
+        watch(slot, EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue)
+        c.pointee.flags.insert(.ackFromTapDue)
+        updateTimer(slot, now: now)
+    }
+
+    /// Whether `address` is bound by a local socket: a probe bind fails with something other
+    /// than EADDRNOTAVAIL or EACCES (spec §6.2, LOCAL).
+    static func isBoundLocally(_ address: inout SocketAddress) -> Bool {
+        guard case .success(let owned) = Sys.socket(domain: address.family, type: SocketType.stream) else { return false }
+        let fd = owned.release()
+        defer { close(fd) }
+        let bound = withUnsafeBytes(of: &address.storage) { Sys.bind(fd, $0.baseAddress!, length: address.length) }
+        if case .failure(let code) = bound { return code != EADDRNOTAVAIL && code != EACCES }
+        return false
+    }
+
+    /// The socket's SO_SNDBUF.
+    static func sendBufferSize(_ fd: Int32) -> UInt32 {
+        if case .success(let size) = Sys.getOption(fd, level: SOL_SOCKET, name: SO_SNDBUF, as: Int32.self) {
+            return UInt32(clamping: size)
+        }
+        return 0
+    }
+
+    /// Binds an outbound socket to the -o address and --outbound-ifN interface, if configured.
+    func bindOutbound(_ fd: Int32, ipv4Socket: Bool) {
+        let interface = ipv4Socket ? rules.outboundInterface4 : rules.outboundInterface6
+        if let interface {
+            _ = interface.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0) + 1)) }
+        }
+        let source = ipv4Socket ? rules.outboundAddress4.map { IPv6Address(v4Mapped: $0) } : rules.outboundAddress6
+        guard let source else { return }
+        var local = SocketAddress(source, port: 0, ipv4Socket: ipv4Socket, scope: rules.linkLocalScope6)
+        _ = withUnsafeBytes(of: &local.storage) { Sys.bind(fd, $0.baseAddress!, length: local.length) }
+    }
+
+    /// Sends the SYN-ACK once the host connect of `slot` completed.
+    mutating func finishConnect<Tap: TCPTap & ~Copyable>(_ slot: Int, now: UInt64, tap: inout Tap) {
+        let c = connections + slot
+        if c.pointee.windowScaling, case .success(let info) = Sys.tcpInfo(c.pointee.socket) {
+            c.pointee.wsToTap = min(TCPWindow.maximumScale, info.sendWindowScale)
+        }
+        _ = refreshAckAndWindow(slot, acknowledgeAll: true)
+        c.pointee.set(.tapSynAckSent)
+        sendFlags(slot, [.syn, .ack], tap: &tap)
+        watch(slot, EPOLLRDHUP.rawValue | EPOLLET.rawValue)
+        restartTimer(slot, now: now)
+    }
+
+    /// Sends our SYN-ACK again (the guest repeated its SYN).
+    mutating func resendSynAck<Tap: TCPTap & ~Copyable>(_ slot: Int, now: UInt64, tap: inout Tap) {
+        connections[slot].seqToTap = connections[slot].seqAckFromTap
+        sendFlags(slot, [.syn, .ack], tap: &tap)
+    }
+
+    /// Marks `slot` established: edge-triggered input, output and read hang-up, peek offset 0.
+    mutating func establish(_ slot: Int, now: UInt64) {
+        let c = connections + slot
+        c.pointee.set(.established)
+        c.pointee.seqAckFromTap = c.pointee.seqToTap
+        c.pointee.flags.remove(.ackFromTapDue)
+        c.pointee.retransmits = 0
+        if case .success(let info) = Sys.tcpInfo(c.pointee.socket) {
+            c.pointee.bytesAckedBase = info.bytesAcked
+            if info.hasMinRTT && info.minRTTMicroseconds > 0 && info.minRTTMicroseconds <= 10 {
+                c.pointee.flags.insert(.local)
+            }
+        }
+        if peekOffsetSupported {
+            _ = Sys.setOption(c.pointee.socket, level: SOL_SOCKET, name: TCPFlows.soPeekOff, Int32(0))
+        }
+        watch(slot, EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue)
+        updateTimer(slot, now: now)
+    }
+
+    // MARK: Inbound set-up
+
+    /// Accepts every pending connection on listener `index` and sends a SYN to the guest for each;
+    /// `seen4`, `seen6` and `linkLocalSeen6` are the guest's current addresses.
+    public mutating func acceptConnections<Tap: TCPTap & ~Copyable>(
+        listener index: Int, now: UInt64, seen4: IPv4Address?, seen6: IPv6Address?, linkLocalSeen6: IPv6Address?,
+        table: inout FlowTable, tap: inout Tap
+    ) {
+        guard index >= 0 && index < listeners.count else { return }
+        let listener = listeners[index]
+        while true {
+            var peer = SocketAddress()
+            var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            let accepted = withUnsafeMutableBytes(of: &peer.storage) {
+                Sys.accept(listener.socket, address: $0.baseAddress!.assumingMemoryBound(to: sockaddr.self),
+                           length: &length)
+            }
+            guard case .success(let owned) = accepted else { return }
+            peer.length = length
+            let fd = owned.release()
+            if !openInbound(fd, peer: peer, listener: listener, now: now, seen4: seen4, seen6: seen6,
+                            linkLocalSeen6: linkLocalSeen6, table: &table, tap: &tap) {
+                close(fd)
+            }
+        }
+    }
+
+    /// Makes accepted socket `fd` from `peer` a connection and sends our SYN; false if it can't be.
+    mutating func openInbound<Tap: TCPTap & ~Copyable>(
+        _ fd: Int32, peer: SocketAddress, listener: TCPListener, now: UInt64, seen4: IPv4Address?,
+        seen6: IPv6Address?, linkLocalSeen6: IPv6Address?, table: inout FlowTable, tap: inout Tap
+    ) -> Bool {
+        let peerAddress = peer.address
+        let isIPv4Peer = peerAddress.v4Mapped != nil
+        guard peer.port != 0, TCPFlows.isUnicast(peerAddress), epollFD >= 0, table.count < table.capacity,
+              let source = rules.guestSource(peerAddress, seen: isIPv4Peer ? seen4.map { IPv6Address(v4Mapped: $0) } : seen6)
+        else { return false }
+        let isIPv6 = source.v4Mapped == nil
+        let destination = isIPv6 ? (source.isLinkLocal ? linkLocalSeen6 : seen6) : seen4.map { IPv6Address(v4Mapped: $0) }
+        guard let destination else { return false }
+        let key = FlowKey(proto: IPProtocol.tcp, interface: .tap, ourAddress: source, ourPort: peer.port,
+                          endpointAddress: destination, endpointPort: listener.targetPort)
+        guard let slot = allocateSlot() else { return false }
+        let c = connections + slot
+        var info: TCPInfo?
+        if case .success(let value) = Sys.tcpInfo(fd) { info = value }
+        let isn = initialSequence(key, now: now)
+        let loopback = peerAddress.isLoopback || (peerAddress.v4Mapped?.isLoopback ?? false)
+        c.initialize(to: TCPConnection(
+            inUse: true, isIPv6: isIPv6, wsFromTap: 0,
+            wsToTap: min(TCPWindow.maximumScale, info?.sendWindowScale ?? 0), events: .sockAccepted,
+            flags: loopback ? .local : [], retransmits: 0, socket: fd, timer: 0, guestAddress: destination,
+            guestPort: listener.targetPort, peerAddress: source, peerPort: peer.port, tapMSS: TCPWindow.defaultMSS,
+            windowScaling: true, seqToTap: isn, seqAckFromTap: isn, seqFromTap: 0, seqAckToTap: 0,
+            seqInitFromTap: 0, bytesAckedBase: 0, wndFromTap: 0, wndToTap: TCPWindow.minimumBeforeEstablished,
+            sendBuffer: TCPFlows.sendBufferSize(fd), lastDupAckSent: 0, lastFastRetransmit: 0, timerDeadline: 0,
+            timerClass: 0, epollEvents: 0))
+        count += 1
+        guard table.insert(key, reference: UInt32(slot)) else {
+            c.pointee.socket = -1
+            releaseSlot(slot)
+            return false
+        }
+        if let sendWindow = info?.sendWindow, info?.hasSendWindow == true {
+            c.pointee.wndToTap = TCPWindow.toTap(sendWindow: sendWindow, sendBuffer: c.pointee.sendBuffer,
+                                                 local: loopback, established: false)
+        }
+        watch(slot, EPOLLRDHUP.rawValue | EPOLLET.rawValue)
+        sendFlags(slot, .syn, tap: &tap)
+        c.pointee.flags.insert(.ackFromTapDue)
+        updateTimer(slot, now: now)
+        return true
+    }
+
+    // MARK: Socket events
+
+    /// Handles readiness `events` of the socket `fd` of connection `slot`.
+    public mutating func handleSocketEvent<Tap: TCPTap & ~Copyable>(
+        slot: Int, fd: Int32, events: EpollEvents, now: UInt64, table: inout FlowTable, tap: inout Tap
+    ) {
+        guard slot >= 0 && slot < neverUsed, connections[slot].inUse,
+              connections[slot].socket & 0xff_ffff == fd & 0xff_ffff else { return }
+        let c = connections + slot
+        let state = c.pointee.events
+        if state.contains(.tapSynReceived) && !state.contains(.tapSynAckSent) {
+            var error: Int32 = 0
+            if case .success(let value) = Sys.getOption(c.pointee.socket, level: SOL_SOCKET, name: SO_ERROR,
+                                                        as: Int32.self) { error = value }
+            if error != 0 || !events.isDisjoint(with: [.error, .hangup]) {
+                Log.debug("TCP: connect failed: \(SyscallError(error))")
+                reset(slot, table: &table, tap: &tap)
+            } else if events.contains(.output) {
+                finishConnect(slot, now: now, tap: &tap)
+            }
+            return
+        }
+        if events.contains(.error) || (!state.contains(.established) && events.contains(.hangup)) {
+            reset(slot, table: &table, tap: &tap)
+            return
+        }
+        guard state.contains(.established) else { return }
+        if !events.isDisjoint(with: [.readHangup, .hangup]) { c.pointee.set(.sockFinReceived) }
+        if !events.isDisjoint(with: [.input, .readHangup, .hangup]) {
+            sendFromSocket(slot, now: now, table: &table, tap: &tap)
+            guard c.pointee.inUse else { return }
+        }
+        if events.contains(.output) && refreshAckAndWindow(slot, acknowledgeAll: false) {
+            sendFlags(slot, .ack, tap: &tap)
+        }
+        updateTimer(slot, now: now)
+    }
+
+    // MARK: Socket to guest
+
+    /// Peeks what the guest's window allows from the socket of `slot` and sends it as segments;
+    /// sends our FIN once the socket reached end of file and everything was sent.
+    mutating func sendFromSocket<Tap: TCPTap & ~Copyable>(
+        _ slot: Int, now: UInt64, table: inout FlowTable, tap: inout Tap
+    ) {
+        let c = connections + slot
+        guard c.pointee.events.contains(.established), !c.pointee.events.contains(.tapFinSent) else { return }
+        let mss = min(Int(c.pointee.tapMSS), TCPFlows.maximumPayload)
+        var refreshed = false
+        while true {
+            let inFlight = c.pointee.inFlight
+            let window = min(c.pointee.wndFromTap, TCPWindow.maximum)
+            if inFlight >= window {
+                c.pointee.flags.insert([.stalled, .ackFromTapDue])
+                return
+            }
+            let budget = Int(window - inFlight)
+            let frames = min(TCPFlows.batchFrames, (budget + mss - 1) / mss)
+            var vectorCount = 0
+            var skipped = 0
+            if let discard, inFlight > 0 {
+                skipped = min(Int(inFlight), TCPFlows.discardSize)
+                vectors[0] = iovec(iov_base: discard, iov_len: skipped)
+                vectorCount = 1
+            }
+            var requested = 0
+            for index in 0..<frames {
+                let length = min(mss, budget - index * mss)
+                vectors[vectorCount] = iovec(iov_base: pool + index * TCPFlows.slotSize + TCPFlows.headroom,
+                                             iov_len: length)
+                vectorCount += 1
+                requested += length
+            }
+            var message = msghdr()
+            message.msg_iov = vectors
+            message.msg_iovlen = vectorCount
+            var fresh = 0
+            var endOfFile = false
+            switch Sys.recvmsg(c.pointee.socket, &message, flags: Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) {
+            case .success(let count):
+                fresh = max(0, count - skipped)
+                endOfFile = count == 0
+            case .wouldBlock:
+                break
+            case .failure(let code):
+                Log.debug("TCP: peek failed: \(SyscallError(code))")
+                reset(slot, table: &table, tap: &tap)
+                return
+            }
+            if fresh == 0 {
+                if endOfFile || c.pointee.events.contains(.sockFinReceived) {
+                    c.pointee.set(.sockFinReceived)
+                    _ = refreshAckAndWindow(slot, acknowledgeAll: true)
+                    sendFlags(slot, [.fin, .ack], tap: &tap)
+                    c.pointee.set(.tapFinSent)
+                    c.pointee.flags.insert(.ackFromTapDue)
+                } else if inFlight > 0 {
+                    c.pointee.flags.insert([.stalled, .ackFromTapDue])
+                }
+                return
+            }
+            if !refreshed {
+                _ = refreshAckAndWindow(slot, acknowledgeAll: false)
+                refreshed = true
+            }
+            var sent = 0
+            var index = 0
+            while sent < fresh {
+                let length = min(mss, fresh - sent)
+                emit(slot, payload: pool + index * TCPFlows.slotSize + TCPFlows.headroom, length: length,
+                     sequence: c.pointee.seqToTap, flags: .ack, tap: &tap)
+                c.pointee.seqToTap &+= UInt32(length)
+                sent += length
+                index += 1
+            }
+            if !c.pointee.flags.contains(.ackFromTapDue) {
+                c.pointee.flags.insert(.ackFromTapDue)
+                restartTimer(slot, now: now)
+            }
+            if fresh < requested { return }
+        }
+    }
+
+    // MARK: ACK and window towards the guest
+
+    /// Recomputes the ACK and window for the guest from the socket (spec §6.5); returns whether
+    /// what the guest would see changed. Schedules a re-check while the ACK lags or the window is 0.
+    mutating func refreshAckAndWindow(_ slot: Int, acknowledgeAll: Bool) -> Bool {
+        let c = connections + slot
+        var info: TCPInfo?
+        if case .success(let value) = Sys.tcpInfo(c.pointee.socket) { info = value }
+        let local = c.pointee.flags.contains(.local)
+            || (info.map { $0.hasMinRTT && $0.minRTTMicroseconds > 0 && $0.minRTTMicroseconds <= 10 } ?? false)
+        let closing = !c.pointee.events.isDisjoint(with: [.tapFinReceived, .sockFinReceived])
+        var ack = c.pointee.seqFromTap
+        if let info, info.hasBytesAcked, !acknowledgeAll, !local, !closing,
+           c.pointee.sendBuffer >= TCPFlows.smallSendBuffer {
+            ack = c.pointee.seqInitFromTap &+ UInt32(truncatingIfNeeded: info.bytesAcked &- c.pointee.bytesAckedBase)
+            if TCPSequence.less(ack, c.pointee.seqAckToTap) { ack = c.pointee.seqAckToTap }
+            if TCPSequence.less(c.pointee.seqFromTap, ack) { ack = c.pointee.seqFromTap }
+        }
+        let established = c.pointee.events.contains(.established)
+        let window = TCPWindow.toTap(sendWindow: info.flatMap { $0.hasSendWindow ? $0.sendWindow : nil },
+                                     sendBuffer: c.pointee.sendBuffer, local: local, established: established)
+        let before = windowField(slot)
+        let changed = ack != c.pointee.seqAckToTap
+        c.pointee.seqAckToTap = ack
+        c.pointee.wndToTap = window
+        let field = windowField(slot)
+        if established && (ack != c.pointee.seqFromTap || field == 0) {
+            c.pointee.flags.insert(.ackToTapDue)
+        }
+        return changed || field != before
+    }
+
+    /// The window field of our next segment: unscaled in SYNs, else shifted by our scale.
+    func windowField(_ slot: Int) -> UInt16 {
+        let c = connections[slot]
+        if !c.events.contains(.established) { return UInt16(min(c.wndToTap, 65535)) }
+        return UInt16(min(c.wndToTap >> c.wsToTap, 65535))
+    }
+
+    // MARK: Frames
+
+    /// Sends a segment without payload with `flags` (SYN and FIN take a sequence number).
+    mutating func sendFlags<Tap: TCPTap & ~Copyable>(_ slot: Int, _ flags: TCPFlags, tap: inout Tap) {
+        let c = connections + slot
+        emit(slot, payload: control + TCPFlows.headroom, length: 0, sequence: c.pointee.seqToTap, flags: flags,
+             tap: &tap)
+        if !flags.isDisjoint(with: [.syn, .fin]) { c.pointee.seqToTap &+= 1 }
+    }
+
+    /// Writes Ethernet, IP and TCP headers in front of the `length` payload bytes at `payload`
+    /// and sends the frame; SYNs carry our MSS and, if used, window scale.
+    mutating func emit<Tap: TCPTap & ~Copyable>(
+        _ slot: Int, payload: UnsafeMutableRawPointer, length: Int, sequence: UInt32, flags: TCPFlags, tap: inout Tap
+    ) {
+        let c = connections[slot]
+        let isSyn = flags.contains(.syn)
+        let mss: UInt16? = isSyn ? TCPWindow.ourMSS(mtu: mtu, isIPv6: c.isIPv6) : nil
+        let scale: UInt8? = isSyn && c.windowScaling ? c.wsToTap : nil
+        let headerLength = TCPSegment.headerLength(mss: mss, windowScale: scale)
+        let tcp = payload - headerLength
+        TCPSegment.write(to: tcp, sourcePort: c.peerPort, destinationPort: c.guestPort, sequenceNumber: sequence,
+                         acknowledgmentNumber: flags.contains(.ack) ? c.seqAckToTap : 0, flags: flags,
+                         window: windowField(slot), mss: mss, windowScale: scale)
+        let segmentLength = headerLength + length
+        let frame: UnsafeMutableRawPointer
+        if c.isIPv6 {
+            TCPSegment.fillChecksum(tcp, count: segmentLength, source: c.peerAddress, destination: c.guestAddress)
+            let ip = tcp - IPv6Packet.headerLength
+            IPv6Packet.write(to: ip, source: c.peerAddress, destination: c.guestAddress, nextHeader: IPProtocol.tcp,
+                             payloadLength: segmentLength, flowLabel: UInt32(bitPattern: c.socket) & 0xf_ffff)
+            frame = ip - EthernetFrame.headerLength
+            EthernetFrame.write(to: frame, destination: tap.guestMAC, source: tap.ourMAC, etherType: EtherType.ipv6)
+        } else {
+            let source = c.peerAddress.v4Mapped ?? .any
+            let destination = c.guestAddress.v4Mapped ?? .any
+            TCPSegment.fillChecksum(tcp, count: segmentLength, source: source, destination: destination)
+            let ip = tcp - IPv4Packet.minimumHeaderLength
+            IPv4Packet.write(to: ip, source: source, destination: destination, protocol: IPProtocol.tcp,
+                             payloadLength: segmentLength)
+            frame = ip - EthernetFrame.headerLength
+            EthernetFrame.write(to: frame, destination: tap.guestMAC, source: tap.ourMAC, etherType: EtherType.ipv4)
+        }
+        tap.send(UnsafeRawBufferPointer(start: frame, count: payload + length - frame))
+    }
+
+    // MARK: Timers
+
+    /// Handles the expiry of connection `slot`'s timer at `now` (`fd`: the timerfd from the
+    /// event token, nil when a test drives the clock).
+    public mutating func handleTimer<Tap: TCPTap & ~Copyable>(
+        slot: Int, fd: Int32? = nil, now: UInt64, table: inout FlowTable, tap: inout Tap
+    ) {
+        guard slot >= 0 && slot < neverUsed, connections[slot].inUse else { return }
+        let c = connections + slot
+        if let fd {
+            guard c.pointee.timer & 0xff_ffff == fd & 0xff_ffff else { return }
+            var expirations: UInt64 = 0
+            _ = read(c.pointee.timer, &expirations, 8)
+        }
+        guard c.pointee.timerDeadline != 0 else { return }
+        if now < c.pointee.timerDeadline {
+            armTimer(slot, after: c.pointee.timerDeadline - now)
+            return
+        }
+        c.pointee.timerDeadline = 0
+        c.pointee.timerClass = TimerClass.none.rawValue
+        if c.pointee.flags.contains(.ackToTapDue) {
+            c.pointee.flags.remove(.ackToTapDue)
+            if refreshAckAndWindow(slot, acknowledgeAll: false) { sendFlags(slot, .ack, tap: &tap) }
+            if c.pointee.flags.contains(.stalled) && windowField(slot) != 0 {
+                sendFromSocket(slot, now: now, table: &table, tap: &tap)
+            }
+        } else if c.pointee.flags.contains(.ackFromTapDue) {
+            if c.pointee.events.contains(.sockAccepted) && c.pointee.retransmits < TCPFlows.synRetransmits {
+                // Our SYN may have been lost: send it again, every 2 s within the 10 s handshake timeout.
+                c.pointee.retransmits += 1
+                c.pointee.seqToTap = c.pointee.seqAckFromTap
+                sendFlags(slot, .syn, tap: &tap)
+                restartTimer(slot, now: now)
+                return
+            }
+            if !c.pointee.events.contains(.established) {
+                Log.debug("TCP: handshake timeout")
+                reset(slot, table: &table, tap: &tap)
+                return
+            }
+            if c.pointee.inFlight == 0 {
+                // Nothing in flight but the guest's window is 0: probe it with an old ACK.
+                emit(slot, payload: control + TCPFlows.headroom, length: 0, sequence: c.pointee.seqToTap &- 1,
+                     flags: .ack, tap: &tap)
+            } else if c.pointee.retransmits >= TCPFlows.maximumRetransmits {
+                Log.debug("TCP: retransmission limit reached")
+                reset(slot, table: &table, tap: &tap)
+                return
+            } else {
+                c.pointee.retransmits += 1
+                rewind(slot)
+                c.pointee.flags.remove(.stalled)
+                sendFromSocket(slot, now: now, table: &table, tap: &tap)
+                guard c.pointee.inUse else { return }
+            }
+            restartTimer(slot, now: now)
+            return
+        } else if !c.pointee.events.isDisjoint(with: [.sockFinSent, .tapFinAcked]) {
+            Log.debug("TCP: FIN timeout")
+            reset(slot, table: &table, tap: &tap)
+            return
+        }
+        updateTimer(slot, now: now)
+    }
+
+    /// The timer purpose and delay that `slot`'s flags and events call for.
+    func wantedTimer(_ slot: Int) -> (TimerClass, UInt64) {
+        let c = connections[slot]
+        if c.flags.contains(.ackToTapDue) { return (.ackInterval, TCPFlows.ackInterval) }
+        if c.flags.contains(.ackFromTapDue) {
+            if c.events.contains(.established) || c.events.contains(.sockAccepted) {
+                return (.ackTimeout, TCPFlows.ackTimeout)
+            }
+            return (.synTimeout, TCPFlows.synTimeout)
+        }
+        if !c.events.isDisjoint(with: [.sockFinSent, .tapFinAcked]) { return (.finTimeout, TCPFlows.finTimeout) }
+        return (.none, 0)
+    }
+
+    /// Arms `slot`'s timer for what its state calls for, unless it is already armed for that.
+    mutating func updateTimer(_ slot: Int, now: UInt64) {
+        let (wanted, delay) = wantedTimer(slot)
+        let c = connections + slot
+        if wanted.rawValue == c.pointee.timerClass && (wanted == .none || c.pointee.timerDeadline != 0) { return }
+        startTimer(slot, wanted, delay: delay, now: now)
+    }
+
+    /// Arms `slot`'s timer afresh for what its state calls for (progress restarts the timeout).
+    mutating func restartTimer(_ slot: Int, now: UInt64) {
+        let (wanted, delay) = wantedTimer(slot)
+        startTimer(slot, wanted, delay: delay, now: now)
+    }
+
+    /// Arms (or, for `.none`, disarms) `slot`'s timer to fire `delay` ns after `now`.
+    mutating func startTimer(_ slot: Int, _ purpose: TimerClass, delay: UInt64, now: UInt64) {
+        let c = connections + slot
+        c.pointee.timerClass = purpose.rawValue
+        if purpose == .none {
+            c.pointee.timerDeadline = 0
+            if c.pointee.timer > 0 { armTimer(slot, after: 0) }
+            return
+        }
+        c.pointee.timerDeadline = max(now &+ delay, 1)
+        armTimer(slot, after: delay)
+    }
+
+    /// Sets `slot`'s timerfd to expire `after` ns from now (0: disarm), creating it on first use.
+    mutating func armTimer(_ slot: Int, after: UInt64) {
+        let c = connections + slot
+        if c.pointee.timer <= 0 {
+            guard after > 0 else { return }
+            let fd = timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK) | Int32(TFD_CLOEXEC))
+            guard fd >= 0 else { return }
+            var event = epoll_event()
+            event.events = EPOLLIN.rawValue
+            event.data.u64 = EventToken(kind: timerKind, fd: fd, data: UInt32(slot)).rawValue
+            guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0 else {
+                close(fd)
+                return
+            }
+            c.pointee.timer = fd
+        }
+        let second = SystemClock.nanosecondsPerSecond
+        var spec = itimerspec()
+        spec.it_value.tv_sec = Int(after / second)
+        spec.it_value.tv_nsec = Int(after % second)
+        _ = timerfd_settime(c.pointee.timer, 0, &spec, nil)
+    }
+
+    // MARK: Closing
+
+    /// Registers or re-registers `slot`'s socket with epoll for `events` (raw EPOLL* bits).
+    mutating func watch(_ slot: Int, _ events: UInt32) {
+        let c = connections + slot
+        guard c.pointee.epollEvents != events else { return }
+        var event = epoll_event()
+        event.events = events
+        event.data.u64 = EventToken(kind: socketKind, fd: c.pointee.socket, data: UInt32(slot)).rawValue
+        let operation = c.pointee.epollEvents == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD
+        if epoll_ctl(epollFD, operation, c.pointee.socket, &event) == 0 { c.pointee.epollEvents = events }
+    }
+
+    /// Sends a RST to the guest (with an ACK of its SYN while we never answered it) and closes.
+    mutating func reset<Tap: TCPTap & ~Copyable>(_ slot: Int, table: inout FlowTable, tap: inout Tap) {
+        let c = connections + slot
+        if c.pointee.events.contains(.tapSynReceived) && !c.pointee.events.contains(.tapSynAckSent) {
+            sendFlags(slot, [.rst, .ack], tap: &tap)
+        } else {
+            sendFlags(slot, .rst, tap: &tap)
+        }
+        closeConnection(slot, table: &table)
+    }
+
+    /// Closes connection `slot`: its table entry, socket and timer; the slot becomes free.
+    mutating func closeConnection(_ slot: Int, table: inout FlowTable) {
+        table.remove(connections[slot].tapKey)
+        releaseSlot(slot)
+    }
+
+    /// Closes `slot`'s socket and timer and gives the slot back.
+    mutating func releaseSlot(_ slot: Int) {
+        let c = connections + slot
+        if c.pointee.socket >= 0 { close(c.pointee.socket) }
+        if c.pointee.timer > 0 { close(c.pointee.timer) }
+        (UnsafeMutableRawPointer(c)).initializeMemory(as: UInt8.self, repeating: 0,
+                                                       count: MemoryLayout<TCPConnection>.stride)
+        freeSlots[freeCount] = Int32(slot)
+        freeCount += 1
+        count -= 1
+    }
+}

@@ -1,0 +1,209 @@
+// pasta's TCP (tap path) end to end: the real binary attached to a namespace of the test bed, the
+// real kernel on both sides, and sockets the test opens itself in the bed's host namespace and in
+// the target namespace.
+//
+// Paths: namespace -> host through the gateway address (192.0.2.1 / fd00::1, which pasta maps to
+// the host's 127.0.0.1 / ::1), and host -> namespace through `-t` on the host's own address
+// (192.0.2.2 / fd00::2, which the namespace shares). On each path and family, transfers of 1 byte,
+// 64 KiB and 16 MiB go through an echo server that writes back while it reads: both directions of
+// one connection at once, then a half-close from the client, which still receives the rest of the
+// echo before the server closes. A closed port is refused (ECONNREFUSED), not timed out.
+import Foundation
+import Synchronization
+import Testing
+import PasstSys
+
+/// A TCP echo server on a thread of the test: accepts connections one after the other and
+/// writes back everything it reads; closes a connection after its client's end of file.
+final class TCPEchoServer: Sendable {
+    let listener: Int32
+    let stopping = Atomic<Bool>(false)
+    let finished = DispatchSemaphore(value: 0)
+
+    /// Starts serving on `listener` (bound and listening); it is closed by `stop`.
+    init(listener: Int32) {
+        self.listener = listener
+        Thread { [self] in run() }.start()
+    }
+
+    /// The server loop: poll for a connection, echo it to the end.
+    private func run() {
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while !stopping.load(ordering: .relaxed) {
+            var pfd = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, 50) > 0 else { continue }
+            let fd = accept(listener, nil, nil)
+            guard fd >= 0 else { continue }
+            var timeout = timeval(tv_sec: 10, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            while true {
+                let count = recv(fd, &buffer, buffer.count, 0)
+                if count <= 0 { break }
+                var sent = 0
+                while sent < count {
+                    let n = buffer.withUnsafeBytes { send(fd, $0.baseAddress! + sent, count - sent, Int32(MSG_NOSIGNAL)) }
+                    if n <= 0 { break }
+                    sent += n
+                }
+                if sent < count { break }
+            }
+            close(fd)
+        }
+        finished.signal()
+    }
+
+    /// Stops the thread and closes the listener.
+    func stop() {
+        stopping.store(true, ordering: .relaxed)
+        finished.wait()
+        close(listener)
+    }
+}
+
+/// Socket helpers for the TCP tests.
+enum TCPTestSocket {
+    /// A TCP socket in `namespace` listening on `address`:`port` (IPv6 sockets IPv6-only unless `dualStack`).
+    static func listen(_ bed: TestBed, in namespace: String, address: String, port: UInt16,
+                       dualStack: Bool = false) throws -> Int32 {
+        let isIPv6 = address.contains(":")
+        let fd = try bed.openSocket(in: namespace, domain: isIPv6 ? AF_INET6 : AF_INET,
+                                    type: Int32(SOCK_STREAM.rawValue), protocol: 0).release()
+        var on: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, 4)
+        if isIPv6 {
+            var only: Int32 = dualStack ? 0 : 1
+            setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &only, 4)
+        }
+        let rc = UDPTestSocket.withAddress(address, port: port) { bind(fd, $0, $1) }
+        guard rc == 0, Glibc.listen(fd, 16) == 0 else {
+            let code = errno
+            close(fd)
+            throw TestBedError(description: "listen \(address) \(port): \(String(cString: strerror(code)))")
+        }
+        return fd
+    }
+
+    /// A TCP socket in `namespace` connected to `address`:`port`; throws with the errno on failure.
+    static func connect(_ bed: TestBed, in namespace: String, to address: String, port: UInt16) throws -> Int32 {
+        let fd = try bed.openSocket(in: namespace, domain: address.contains(":") ? AF_INET6 : AF_INET,
+                                    type: Int32(SOCK_STREAM.rawValue), protocol: 0).release()
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let rc = UDPTestSocket.withAddress(address, port: port) { Glibc.connect(fd, $0, $1) }
+        guard rc == 0 else {
+            let code = errno
+            close(fd)
+            throw SyscallError(code)
+        }
+        return fd
+    }
+
+    /// `connect`, retried for up to 5 s while refused: pasta creates its PID file before it
+    /// binds its listeners.
+    static func connectWhenListening(_ bed: TestBed, in namespace: String, to address: String,
+                                     port: UInt16) throws -> Int32 {
+        for _ in 0..<50 {
+            do {
+                return try connect(bed, in: namespace, to: address, port: port)
+            } catch let error as SyscallError where error.code == ECONNREFUSED {
+                usleep(100_000)
+            }
+        }
+        return try connect(bed, in: namespace, to: address, port: port)
+    }
+
+    /// Sends `payload` on connected `fd` from a second thread while reading the echo here, then
+    /// half-closes and reads to end of file; returns what came back.
+    static func echo(_ fd: Int32, payload: [UInt8]) -> [UInt8] {
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            var sent = 0
+            while sent < payload.count {
+                let n = payload.withUnsafeBytes { send(fd, $0.baseAddress! + sent, payload.count - sent, Int32(MSG_NOSIGNAL)) }
+                if n <= 0 { break }
+                sent += n
+            }
+            shutdown(fd, Int32(SHUT_WR))
+            done.signal()
+        }.start()
+        var received: [UInt8] = []
+        received.reserveCapacity(payload.count)
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { break }
+            received += buffer[..<n]
+        }
+        done.wait()
+        return received
+    }
+}
+
+/// Transfer sizes on every path: 1 byte, 64 KiB, 16 MiB.
+let tcpTestSizes = [1, 65536, 16 << 20]
+
+/// A payload of `size` bytes, different per size and position.
+func tcpTestPayload(_ size: Int) -> [UInt8] {
+    (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9 &+ size) }
+}
+
+@Suite("pasta TCP", .enabled(if: getuid() == 0), .timeLimit(.minutes(2)))
+struct PastaTCPTests {
+    /// Options that keep every other forwarding out of the way.
+    static let quiet = ["-u", "none", "-T", "none", "-U", "none"]
+
+    @Test("Namespace to host through the gateway address: 1 B, 64 KiB, 16 MiB echoed both ways", arguments: [
+        "192.0.2.1", "fd00::1",
+    ])
+    func namespaceToHost(gateway: String) async throws {
+        try await withTestBed { bed in
+            let (target, pasta) = try bed.startPastaAttached(["-t", "none"] + PastaTCPTests.quiet)
+            let server = TCPEchoServer(listener: try TCPTestSocket.listen(bed, in: bed.host, address: "::",
+                                                                          port: 7101, dualStack: true))
+            defer { server.stop() }
+            for size in tcpTestSizes {
+                let payload = tcpTestPayload(size)
+                let client = try TCPTestSocket.connect(bed, in: target, to: gateway, port: 7101)
+                let echoed = TCPTestSocket.echo(client, payload: payload)
+                close(client)
+                #expect(echoed.count == size && echoed == payload, "\(size) bytes via \(gateway): \(echoed.count) back; \(pasta.stderr().suffix(3000))")
+            }
+            #expect(bed.stop(pasta) == 0, "\(pasta.stderr())")
+        }
+    }
+
+    @Test("Host to namespace through -t on the host's address: 1 B, 64 KiB, 16 MiB echoed both ways", arguments: [
+        ("192.0.2.2", "0.0.0.0"), ("fd00::2", "::"),
+    ])
+    func hostToNamespace(hostAddress: String, serverAddress: String) async throws {
+        try await withTestBed { bed in
+            let (target, pasta) = try bed.startPastaAttached(["-t", "7102"] + PastaTCPTests.quiet)
+            let server = TCPEchoServer(listener: try TCPTestSocket.listen(bed, in: target, address: serverAddress,
+                                                                          port: 7102))
+            defer { server.stop() }
+            for size in tcpTestSizes {
+                let payload = tcpTestPayload(size)
+                let client = try TCPTestSocket.connectWhenListening(bed, in: bed.host, to: hostAddress, port: 7102)
+                let echoed = TCPTestSocket.echo(client, payload: payload)
+                close(client)
+                #expect(echoed.count == size && echoed == payload, "\(size) bytes to \(hostAddress): \(echoed.count) back; \(pasta.stderr().suffix(3000))")
+            }
+            #expect(bed.stop(pasta) == 0, "\(pasta.stderr())")
+        }
+    }
+
+    @Test("A closed host port is refused at once, IPv4 and IPv6", arguments: ["192.0.2.1", "fd00::1"])
+    func refused(gateway: String) async throws {
+        try await withTestBed { bed in
+            let (target, pasta) = try bed.startPastaAttached(["-t", "none"] + PastaTCPTests.quiet)
+            let started = Date()
+            #expect(throws: SyscallError(ECONNREFUSED)) {
+                _ = try TCPTestSocket.connect(bed, in: target, to: gateway, port: 7199)
+            }
+            #expect(Date().timeIntervalSince(started) < 2)
+            bed.stop(pasta)
+        }
+    }
+}
