@@ -412,13 +412,14 @@ struct PastaContext: ~Copyable, EventHandler {
             if answer(frame, with: DHCPv6Server.answer), let assigned = services.ipv6?.address { guest.seen6 = assigned }
         case .transport4(let packet):
             if packet.protocol == IPProtocol.tcp {
-                guard let segment = TCPSegment(packet.payload, count: packet.payloadCount) else { return }
+                guard !configuration.options.noTCP,
+                      let segment = TCPSegment(packet.payload, count: packet.payloadCount) else { return }
                 tcp.handleGuestSegment(isIPv6: false, source: IPv6Address(v4Mapped: packet.source),
                                        destination: IPv6Address(v4Mapped: packet.destination), segment: segment,
                                        now: now, table: &flows, tap: &egress)
                 return
             }
-            guard packet.protocol == IPProtocol.udp,
+            guard packet.protocol == IPProtocol.udp, !configuration.options.noUDP,
                   let datagram = UDPDatagram(packet.payload, count: packet.payloadCount) else { return }
             let outcome = udp.handleGuestDatagram(isIPv6: false, source: IPv6Address(v4Mapped: packet.source),
                                                   destination: IPv6Address(v4Mapped: packet.destination),
@@ -426,12 +427,13 @@ struct PastaContext: ~Copyable, EventHandler {
             registerNewUDPFlow(outcome, loop: &loop)
         case .transport6(let packet):
             if packet.upperLayerProtocol == IPProtocol.tcp {
-                guard let segment = TCPSegment(packet.upperLayer, count: packet.upperLayerCount) else { return }
+                guard !configuration.options.noTCP,
+                      let segment = TCPSegment(packet.upperLayer, count: packet.upperLayerCount) else { return }
                 tcp.handleGuestSegment(isIPv6: true, source: packet.source, destination: packet.destination,
                                        segment: segment, now: now, table: &flows, tap: &egress)
                 return
             }
-            guard packet.upperLayerProtocol == IPProtocol.udp,
+            guard packet.upperLayerProtocol == IPProtocol.udp, !configuration.options.noUDP,
                   let datagram = UDPDatagram(packet.upperLayer, count: packet.upperLayerCount) else { return }
             let outcome = udp.handleGuestDatagram(isIPv6: true, source: packet.source, destination: packet.destination,
                                                   datagram: datagram, now: now, table: &flows)

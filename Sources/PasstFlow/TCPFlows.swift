@@ -381,7 +381,7 @@ public struct TCPFlows: ~Copyable {
             }
             return true
         }
-        let skip = Int(-offset)
+        let skip = -Int(offset)   // widen first: -Int32.min would trap
         if skip > length || (skip == length && !fin) {
             // Old data or a keep-alive: answer with an ACK.
             sendFlags(slot, .ack, tap: &tap)
@@ -915,7 +915,7 @@ public struct TCPFlows: ~Copyable {
             }
             restartTimer(slot, now: now)
             return
-        } else if !c.pointee.events.isDisjoint(with: [.sockFinSent, .tapFinAcked]) {
+        } else if c.pointee.events.isSuperset(of: [.sockFinSent, .tapFinAcked]) {
             Log.debug("TCP: FIN timeout")
             reset(slot, table: &table, tap: &tap)
             return
@@ -933,7 +933,9 @@ public struct TCPFlows: ~Copyable {
             }
             return (.synTimeout, TCPFlows.synTimeout)
         }
-        if !c.events.isDisjoint(with: [.sockFinSent, .tapFinAcked]) { return (.finTimeout, TCPFlows.finTimeout) }
+        // Both our FIN to the socket and the guest's ACK of our FIN (spec §6.6): a half-closed
+        // connection still waiting for its peer's answer must not be reset.
+        if c.events.isSuperset(of: [.sockFinSent, .tapFinAcked]) { return (.finTimeout, TCPFlows.finTimeout) }
         return (.none, 0)
     }
 

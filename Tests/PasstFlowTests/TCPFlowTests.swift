@@ -272,6 +272,47 @@ struct TCPFlowTests {
         }
     }
 
+    @Test("Hostile sequence numbers: a segment 2^31 behind the expected one is answered, not a crash")
+    func sequenceOffsetAtTheSignedLimit() throws {
+        try inPrivateNetworkNamespace {
+            var rig = TCPRig()
+            let (server, serverPort) = try LoopbackTCP.listener()
+            defer { close(server) }
+            let (accepted, _, guestSeq, ourSeq) = try TCPFlowTests.connect(&rig, guestPort: 40009, server: server,
+                                                                          serverPort: serverPort)
+            defer { close(accepted) }
+            // seq - expected == 0x8000_0000: the most negative 32-bit offset.
+            rig.send(from: 40009, to: serverPort, seq: guestSeq &+ 0x8000_0000, ack: ourSeq, flags: .ack,
+                     payload: Array("x".utf8))
+            rig.send(from: 40009, to: serverPort, seq: guestSeq, ack: ourSeq, flags: [.ack, .psh],
+                     payload: Array("ok".utf8))
+            #expect(LoopbackTCP.read(accepted, count: 2) == Array("ok".utf8))
+        }
+    }
+
+    @Test("Half-close: after the guest's FIN, no FIN timeout while the host has not answered")
+    func halfCloseKeepsWaiting() throws {
+        try inPrivateNetworkNamespace {
+            var rig = TCPRig()
+            let (server, serverPort) = try LoopbackTCP.listener()
+            defer { close(server) }
+            let (accepted, slot, guestSeq, ourSeq) = try TCPFlowTests.connect(&rig, guestPort: 40010, server: server,
+                                                                             serverPort: serverPort)
+            defer { close(accepted) }
+            rig.send(from: 40010, to: serverPort, seq: guestSeq, ack: ourSeq, flags: [.fin, .ack])
+            #expect(rig.receive().last?.ack == guestSeq &+ 1)
+            #expect(LoopbackTCP.readsEOF(accepted))
+            rig.now += 120 * TCPRig.second
+            rig.fireTimer(slot)
+            #expect(rig.tap.frames.compactMap(GuestView.init).allSatisfy { !$0.flags.contains(.rst) })
+            // The host still answers, long after the guest's FIN.
+            let answer = Array("late answer".utf8)
+            #expect(send(accepted, answer, answer.count, 0) == answer.count)
+            let segments = rig.receive()
+            #expect(segments.contains { $0.payload == answer })
+        }
+    }
+
     @Test("Refused connect becomes RST with ACK; segments for unknown flows are ignored")
     func refused() throws {
         try inPrivateNetworkNamespace {
