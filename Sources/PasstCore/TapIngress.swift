@@ -2,7 +2,7 @@
 //
 // Theory of operation: every frame read from the tap is looked at once, here, and sorted into
 // one of a few kinds, each with the views its handler needs; the daemon then switches over the
-// kind and calls the handler (services, ICMP echo, later TCP and UDP). Classification follows
+// kind and calls the handler (services, ICMP echo, TCP and UDP flows). Classification follows
 // upstream's tap4_handler/tap6_handler:
 //   - EtherType ARP -> ARP; IPv4 and IPv6 are parsed further; anything else is dropped.
 //   - IPv4: the header must be sane (version, IHL, total length within the frame); fragments are

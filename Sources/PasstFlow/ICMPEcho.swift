@@ -18,8 +18,8 @@
 // only echo replies are relayed; a reply repeating the previous reply's sequence number is
 // dropped (pasta's behaviour upstream). A flow idle for 60 s is closed by `expire`.
 //
-// The table is small and fixed (`capacity` flows, allocated once; lookups scan it): the shared
-// flow table arrives with TCP. A reply is received straight into the caller's frame buffer after
+// The table is small and fixed (`capacity` flows, allocated once; lookups scan it); moving echo
+// flows into the shared FlowTable is left for when ping traffic needs more than a handful. A reply is received straight into the caller's frame buffer after
 // room for the Ethernet and IP headers, which are then written in front of it: one copy, no
 // allocation. The caller registers each new flow's socket for input with the flow's slot number
 // and calls `receiveReply` when it is readable; closing a socket removes it from epoll.
