@@ -25,9 +25,11 @@
 // daemonising) are registered with the flow slot / listener index in the token; -U listeners,
 // spliced flows and `auto` ports are UDPPortForwarding.swift's (rescanned with the UDP timer).
 // TCP (TCPFlows in PasstFlow): each guest segment goes straight to its connection; connection
-// sockets and their timerfds register themselves with the loop's epoll (slot in the token), -t
-// listeners (bound before daemonising) are registered here with their index; Egress is the
-// connections' TCPTap, so their frames are written as they are built.
+// sockets and their timerfds register themselves with the loop's epoll (slot in the token); -t
+// and -T listeners (explicit ones bound before daemonising), the loopback splice and `auto`
+// ports are TCPPortForwarding.swift's (rescanned with the UDP timer), which hands connections
+// that take the tap path to TCPFlows; Egress is the connections' TCPTap, so their frames are
+// written as they are built.
 // Timers: UDP flow expiry every 1 s, ICMP flow expiry every 10 s, the namespace poll every 1 s when the namespace file
 // lives on procfs, unsolicited router advertisements (ServiceBridge.swift) when enabled. The
 // exit status is the spawned command's (or 128 + signal), 0 on SIGTERM/SIGQUIT and when an
@@ -88,6 +90,8 @@ public enum PastaDaemon {
         } catch {
             throw PastaSetupError(error.description)
         }
+        let tcpForwarding = try TCPPortForwarding(configuration, namespace: target.namespace,
+                                                  hostListeners: tcpListeners)
 
         if !options.foreground && !isSpawn {
             if let daemon = try Daemon.fork() {
@@ -114,7 +118,7 @@ public enum PastaDaemon {
         var context = PastaContext(configuration: configuration, tap: tap, pcap: pcap, signals: signals,
                                    guestMAC: link.guestMAC, guestLinkLocal: link.guestLinkLocal,
                                    childPID: childPID, quitWatch: target.quitWatch, udpListeners: udpListeners,
-                                   udpForwarding: udpForwarding, tcpListeners: tcpListeners)
+                                   udpForwarding: udpForwarding, tcpForwarding: tcpForwarding)
         try context.register(with: &loop)
         if case .failure(let code) = loop.run(&context) {
             throw PastaSetupError("epoll_wait: \(SyscallError(code))")
@@ -131,7 +135,7 @@ enum PastaTimer: UInt8 {
     case namespacePoll
     /// Sends an unsolicited router advertisement (random 200-600 s intervals).
     case routerAdvertisement
-    /// Closes idle UDP flows (every 1 s).
+    /// Closes idle UDP flows and rescans `auto` ports, UDP and TCP (every 1 s).
     case udpExpiry
 }
 
@@ -168,8 +172,10 @@ struct PastaContext: ~Copyable, EventHandler {
     var udp: UDPFlows
     /// -U listeners, the namespace socket pool of spliced UDP flows, `auto` port following.
     var udpForwarding: UDPPortForwarding
-    /// TCP connections of the tap path, their sockets and timers, and the -t listeners.
+    /// TCP connections of the tap path, their sockets and timers.
     var tcp: TCPFlows
+    /// -t and -T listeners, spliced TCP connections, `auto` port following.
+    var tcpForwarding: TCPPortForwarding
     /// The spawned command's PID; 0 when attached to an existing namespace.
     let childPID: pid_t
     /// How an attached namespace's disappearance is noticed; nil in spawn mode or with --no-netns-quit.
@@ -187,7 +193,7 @@ struct PastaContext: ~Copyable, EventHandler {
     init(configuration: Configuration, tap: consuming TapDevice, pcap: consuming PcapWriter,
          signals: consuming DaemonSignals, guestMAC: MACAddress, guestLinkLocal: IPv6Address?,
          childPID: pid_t, quitWatch: NamespaceQuitWatch?, udpListeners: [UDPListener],
-         udpForwarding: consuming UDPPortForwarding, tcpListeners: [TCPListener]) {
+         udpForwarding: consuming UDPPortForwarding, tcpForwarding: consuming TCPPortForwarding) {
         self.configuration = configuration
         egress = Egress(tap: tap, pcap: pcap, ourMAC: configuration.options.ourMAC, guestMAC: guestMAC)
         self.signals = signals
@@ -201,9 +207,10 @@ struct PastaContext: ~Copyable, EventHandler {
         udp.spliceEnabled = udpForwarding.splice
         udp.spliceToNamespaceLoopback = configuration.options.hostLoopbackToNamespaceLoopback
         self.udpForwarding = udpForwarding
-        tcp = TCPFlows(rules: ForwardingRules(configuration, linkLocalScope6: scope), listeners: tcpListeners,
+        tcp = TCPFlows(rules: ForwardingRules(configuration, linkLocalScope6: scope),
                        mtu: configuration.mtu, socketKind: EventKind.tcp.rawValue,
                        timerKind: EventKind.tcpTimer.rawValue)
+        self.tcpForwarding = tcpForwarding
         self.childPID = childPID
         self.quitWatch = quitWatch
         inbound = .allocate(byteCount: PastaContext.inboundCapacity, alignment: 16)
@@ -276,13 +283,7 @@ struct PastaContext: ~Copyable, EventHandler {
         }
         udpForwarding.start(&udp, loop: &loop)
         tcp.epollFD = loop.epoll.descriptor.raw
-        for (index, listener) in tcp.listeners.enumerated() {
-            if case .failure(let code) = loop.register(listener.socket, events: .input,
-                                                       token: EventToken(.tcpListen, fd: listener.socket,
-                                                                         data: UInt32(index))) {
-                throw PastaSetupError("Couldn't watch TCP port \(listener.port): \(SyscallError(code))")
-            }
-        }
+        try tcpForwarding.start(loop: &loop)
         _ = loop.addPeriodicTimer(every: PastaContext.udpTimerInterval,
                                   token: EventToken(kind: PastaTimer.udpExpiry.rawValue))
         if configuration.routerAdvertisementsEnabled {
@@ -311,8 +312,9 @@ struct PastaContext: ~Copyable, EventHandler {
         case .tcpTimer:
             tcp.handleTimer(slot: Int(token.data), fd: token.fd, now: loop.now, table: &flows, tap: &egress)
         case .tcpListen:
-            tcp.acceptConnections(listener: Int(token.data), now: loop.now, seen4: guest.seen4, seen6: guest.seen6,
-                                  linkLocalSeen6: guest.linkLocalSeen6, table: &flows, tap: &egress)
+            tcpForwarding.accept(Int(token.data), now: loop.now, guest: guest, tcp: &tcp, table: &flows, tap: &egress)
+        case .tcpSplice:
+            tcpForwarding.handleSpliceEvent(data: token.data, fd: token.fd, events: events)
         case .signal:
             handleSignals(loop: &loop)
         case .nsQuitInotify:
@@ -332,6 +334,7 @@ struct PastaContext: ~Copyable, EventHandler {
         case .udpExpiry:
             udp.expire(now: loop.now, table: &flows)
             udpForwarding.timer(&udp, loop: &loop)
+            tcpForwarding.timer(loop: &loop)
         case .routerAdvertisement:
             if let length = NDPResponder.unsolicitedRouterAdvertisement(config: services, into: outbound.baseAddress!,
                                                                         capacity: outbound.count) {

@@ -602,6 +602,16 @@ public struct TCPFlows: ~Copyable {
         }
     }
 
+    /// Makes socket `fd`, accepted from `peer` on a listener forwarding to guest port `targetPort`,
+    /// a tap-path connection and sends our SYN; false (the caller closes `fd`) if it can't be.
+    public mutating func openAccepted<Tap: TCPTap & ~Copyable>(
+        _ fd: Int32, peer: SocketAddress, targetPort: UInt16, now: UInt64, seen4: IPv4Address?,
+        seen6: IPv6Address?, linkLocalSeen6: IPv6Address?, table: inout FlowTable, tap: inout Tap
+    ) -> Bool {
+        openInbound(fd, peer: peer, listener: TCPListener(socket: -1, port: 0, targetPort: targetPort), now: now,
+                    seen4: seen4, seen6: seen6, linkLocalSeen6: linkLocalSeen6, table: &table, tap: &tap)
+    }
+
     /// Makes accepted socket `fd` from `peer` a connection and sends our SYN; false if it can't be.
     mutating func openInbound<Tap: TCPTap & ~Copyable>(
         _ fd: Int32, peer: SocketAddress, listener: TCPListener, now: UInt64, seen4: IPv4Address?,

@@ -1,4 +1,4 @@
-// The -t listeners: listening TCP sockets of forwarded ports in the host's namespace (spec §2.4, §6.8).
+// The -t and -T listeners: listening TCP sockets of forwarded ports (spec §2.4, §5.3, §6.8).
 //
 // Theory of operation: each option occurrence of an explicit -t spec is a `PortListenerSet`
 // (PasstConfig/PortSpec.swift) with an optional bind address, an optional interface and its
@@ -10,8 +10,10 @@
 //   - an address: one socket of its family bound to it (IPv6 with IPV6_V6ONLY on);
 // with SO_REUSEADDR, SO_BINDTODEVICE for "%IFNAME", and the largest buffers when the kernel
 // allows 4 MiB or more (accepted sockets inherit them). Bind failures follow the UDP listeners'
-// rules and messages. The daemon registers each socket for input with its index; TCPFlows
-// accepts the connections and turns them into SYNs towards the guest. Control path: allocates.
+// rules and messages. -T listeners (`inNamespace`, opened from a thread inside the namespace)
+// are one socket per enabled family on 127.0.0.1 and ::1; `bindAuto` opens those of `auto`
+// ports, silently. The daemon (TCPPortForwarding.swift) registers and accepts; TCPFlows turns
+// tap-path connections into SYNs towards the guest. Control path: allocates.
 import PasstConfig
 import PasstSys
 import PasstWire
@@ -46,15 +48,19 @@ public enum TCPListeners {
     /// Listen backlog (upstream uses the kernel's maximum; 128 is the classic SOMAXCONN).
     static let backlog: Int32 = 128
 
-    /// Binds and listens on every port of `spec` (mode spec only) for the enabled families;
-    /// throws upstream's fatal messages. Sockets already opened are closed on failure.
-    public static func open(_ spec: PortSpec, ipv4: Bool, ipv6: Bool) throws(TCPListenerError) -> [TCPListener] {
+    /// Binds and listens on every port of `spec` (mode spec only) for the enabled families, on
+    /// namespace loopback for -T (`inNamespace`, run inside the namespace); throws upstream's
+    /// fatal messages. Sockets already opened are closed on failure.
+    public static func open(_ spec: PortSpec, ipv4: Bool, ipv6: Bool,
+                            inNamespace: Bool = false) throws(TCPListenerError) -> [TCPListener] {
         guard spec.mode == .spec else { return [] }
         var listeners: [TCPListener] = []
         for set in spec.listeners {
             var boundAny = false
             for port in set.ports.ports {
-                switch bindPort(port, set: set, ipv4: ipv4, ipv6: ipv6) {
+                let result = inNamespace ? bindLoopback(port, ipv4: ipv4, ipv6: ipv6)
+                    : bindPort(port, set: set, ipv4: ipv4, ipv6: ipv6)
+                switch result {
                 case .success(let sockets):
                     boundAny = boundAny || !sockets.isEmpty
                     for fd in sockets {
@@ -83,6 +89,36 @@ public enum TCPListeners {
     /// Closes every listener's socket.
     public static func closeAll(_ listeners: [TCPListener]) {
         for listener in listeners { close(listener.socket) }
+    }
+
+    /// Opens the listener(s) of auto-forwarded `port`: any address (dual stack) on the host,
+    /// 127.0.0.1 and ::1 in the namespace (`inNamespace`, run inside it); failures are silent.
+    public static func bindAuto(_ port: UInt16, inNamespace: Bool, ipv4: Bool, ipv6: Bool) -> [Int32] {
+        if inNamespace {
+            guard case .success(let sockets) = bindLoopback(port, ipv4: ipv4, ipv6: ipv6) else { return [] }
+            return sockets
+        }
+        guard ipv4 || ipv6,
+              case .success(let fd) = listenOne(ipv6 ? .any : IPv6Address(v4Mapped: .any), port: port,
+                                                ipv6Socket: ipv6, dualStack: ipv4 && ipv6, interface: nil)
+        else { return [] }
+        return [fd]
+    }
+
+    /// Opens listeners on 127.0.0.1 (if `ipv4`) and ::1 (if `ipv6`) for `port`; returns them, or
+    /// the errno of the first failure (closing what was opened).
+    static func bindLoopback(_ port: UInt16, ipv4: Bool, ipv6: Bool) -> Result<[Int32], SyscallError> {
+        var sockets: [Int32] = []
+        for (enabled, address, ipv6Socket) in [(ipv4, IPv6Address(v4Mapped: .loopback), false),
+                                               (ipv6, IPv6Address.loopback, true)] where enabled {
+            switch listenOne(address, port: port, ipv6Socket: ipv6Socket, dualStack: false, interface: nil) {
+            case .success(let fd): sockets.append(fd)
+            case .failure(let error):
+                for fd in sockets { close(fd) }
+                return .failure(error)
+            }
+        }
+        return .success(sockets)
     }
 
     /// Opens the listening socket(s) of `port` for `set`; returns them, or the errno of the failure.

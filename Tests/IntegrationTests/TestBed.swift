@@ -365,7 +365,8 @@ enum NamespaceThread {
             defer { close(nsfd) }
             let cloneNewNet: Int32 = 0x4000_0000
             guard setns(nsfd, cloneNewNet) == 0 else { failure = "setns: \(String(cString: strerror(errno)))"; return }
-            fd = Glibc.socket(domain, type, proto)
+            // Close-on-exec: a listener must not outlive its close in a process another test spawns.
+            fd = Glibc.socket(domain, type | Int32(SOCK_CLOEXEC.rawValue), proto)
             if fd < 0 { failure = "socket: \(String(cString: strerror(errno)))" }
         }
     }
