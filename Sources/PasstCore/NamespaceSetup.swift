@@ -92,7 +92,9 @@ struct TargetNamespace: ~Copyable {
             }
             pendingUser = nil
         } else if creates {
-            try switchUser(runAs, keeping: keep)
+            // Staying root (--runas 0) keeps every capability until the ID map is written: mapping
+            // the parent's root needs CAP_SETFCAP (Linux 5.12+), which `keep` does not hold.
+            if runAs.uid != geteuid() || runAs.gid != getegid() { try switchUser(runAs, keeping: keep) }
             try createUserNamespace()
             pendingUser = nil
         }

@@ -121,7 +121,7 @@ struct PastaUnprivilegedTests {
     }
 
     @Test("Root's pasta in spawn mode maps the namespace's root to nobody, or to the --runas IDs",
-          arguments: [([], 65534), (["--runas", "\(ordinaryID):\(ordinaryID)"], ordinaryID)])
+          arguments: [([], 65534), (["--runas", "\(ordinaryID):\(ordinaryID)"], ordinaryID), (["--runas", "0"], 0)])
     func spawnMapsRootToRunAs(runAs: [String], expectedUID: Int) async throws {
         try await withTestBed { bed in
             try bed.allowPingSockets()
