@@ -200,14 +200,15 @@ struct PastaContext: ~Copyable, EventHandler {
         guest = GuestAddresses(assigned4: configuration.ipv4?.address, assigned6: configuration.ipv6?.address)
         guest.linkLocalSeen6 = guestLinkLocal
         services = ServiceBridge.serviceConfig(configuration, guestMAC: guestMAC, now: SystemClock.realtime())
-        echo = ICMPEchoFlows(translation: PastaContext.echoTranslation(configuration))
-        flows = FlowTable(capacity: FlowTable.upstreamCapacity)
         let scope = configuration.ipv6?.templateInterface.map { if_nametoindex($0) } ?? 0
-        udp = UDPFlows(rules: ForwardingRules(configuration, linkLocalScope6: scope), listeners: udpListeners)
+        let rules = ForwardingRules(configuration, linkLocalScope6: scope)
+        echo = ICMPEchoFlows(rules: rules)
+        flows = FlowTable(capacity: FlowTable.upstreamCapacity)
+        udp = UDPFlows(rules: rules, listeners: udpListeners)
         udp.spliceEnabled = udpForwarding.splice
         udp.spliceToNamespaceLoopback = configuration.options.hostLoopbackToNamespaceLoopback
         self.udpForwarding = udpForwarding
-        tcp = TCPFlows(rules: ForwardingRules(configuration, linkLocalScope6: scope),
+        tcp = TCPFlows(rules: rules,
                        mtu: configuration.mtu, socketKind: EventKind.tcp.rawValue,
                        timerKind: EventKind.tcpTimer.rawValue)
         self.tcpForwarding = tcpForwarding
@@ -225,27 +226,6 @@ struct PastaContext: ~Copyable, EventHandler {
         case .polling(let fd, _): close(fd)
         case nil: break
         }
-    }
-
-    /// The echo flows' address translation from the configuration (spec §3.3).
-    static func echoTranslation(_ configuration: Configuration) -> EchoTranslation {
-        var translation = EchoTranslation()
-        if let ipv4 = configuration.ipv4 {
-            translation.outboundAddress4 = ipv4.outboundAddress
-            translation.outboundInterface4 = ipv4.outboundInterface
-            translation.mapHostLoopback4 = ipv4.mapHostLoopback
-            translation.mapGuestAddress4 = ipv4.mapGuestAddress
-            translation.guestAddress4 = ipv4.address
-        }
-        if let ipv6 = configuration.ipv6 {
-            translation.outboundAddress6 = ipv6.outboundAddress
-            translation.outboundInterface6 = ipv6.outboundInterface
-            translation.mapHostLoopback6 = ipv6.mapHostLoopback
-            translation.mapGuestAddress6 = ipv6.mapGuestAddress
-            translation.guestAddress6 = ipv6.address
-            if let template = ipv6.templateInterface { translation.linkLocalScope6 = if_nametoindex(template) }
-        }
-        return translation
     }
 
     /// Registers the tap, the signalfd, the namespace watch and the timers with `loop`.

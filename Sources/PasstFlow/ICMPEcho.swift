@@ -30,49 +30,6 @@ import PasstWire
 import Glibc
 #endif
 
-/// How echo flows choose their host-side addresses (spec §3.3, the parts that apply to ICMP).
-public struct EchoTranslation: Equatable, Sendable {
-    /// -o: IPv4 source address of ping sockets.
-    public var outboundAddress4: IPv4Address?
-    /// -o: IPv6 source address of ping sockets.
-    public var outboundAddress6: IPv6Address?
-    /// --outbound-if4: interface IPv4 ping sockets are bound to.
-    public var outboundInterface4: String?
-    /// --outbound-if6: interface IPv6 ping sockets are bound to.
-    public var outboundInterface6: String?
-    /// Guest-side IPv4 address meaning the host's 127.0.0.1.
-    public var mapHostLoopback4: IPv4Address?
-    /// Guest-side IPv6 address meaning the host's ::1.
-    public var mapHostLoopback6: IPv6Address?
-    /// Guest-side IPv4 address meaning the guest's assigned address on the host.
-    public var mapGuestAddress4: IPv4Address?
-    /// Guest-side IPv6 address meaning the guest's assigned address on the host.
-    public var mapGuestAddress6: IPv6Address?
-    /// The guest's assigned IPv4 address (target of map-guest-addr).
-    public var guestAddress4: IPv4Address?
-    /// The guest's assigned IPv6 address (target of map-guest-addr).
-    public var guestAddress6: IPv6Address?
-    /// Interface index for link-local IPv6 destinations (the template interface); 0 for none.
-    public var linkLocalScope6: UInt32
-
-    /// No translation at all: sockets unbound, destinations unchanged.
-    public init() { linkLocalScope6 = 0 }
-
-    /// The host-side destination for a guest echo request to `destination`.
-    public func hostDestination(_ destination: IPv4Address) -> IPv4Address {
-        if let map = mapHostLoopback4, destination == map { return .loopback }
-        if let map = mapGuestAddress4, destination == map, let guest = guestAddress4 { return guest }
-        return destination
-    }
-
-    /// The host-side destination for a guest echo request to `destination`.
-    public func hostDestination(_ destination: IPv6Address) -> IPv6Address {
-        if let map = mapHostLoopback6, destination == map { return .loopback }
-        if let map = mapGuestAddress6, destination == map, let guest = guestAddress6 { return guest }
-        return destination
-    }
-}
-
 /// What became of a guest's echo request.
 public enum EchoRequestOutcome: Equatable, Sendable {
     /// Sent on an existing flow's socket.
@@ -106,14 +63,15 @@ public struct ICMPEchoFlows: ~Copyable {
 
     /// The flow slots; a slot with socket -1 is free.
     private let flows: UnsafeMutableBufferPointer<Flow>
-    /// Translation of destinations and binding of sockets.
-    public var translation: EchoTranslation
+    /// Translation of destinations and binding of sockets (the §3.3 rules shared with TCP and
+    /// UDP; echo has no port, so the DNS redirect never applies).
+    public var rules: ForwardingRules
 
-    /// Allocates a table of `capacity` flows using `translation`.
-    public init(capacity: Int = defaultCapacity, translation: EchoTranslation) {
+    /// Allocates a table of `capacity` flows translated by `rules`.
+    public init(capacity: Int = defaultCapacity, rules: ForwardingRules) {
         flows = .allocate(capacity: capacity)
         flows.initialize(repeating: Flow())
-        self.translation = translation
+        self.rules = rules
     }
 
     deinit {
@@ -139,7 +97,8 @@ public struct ICMPEchoFlows: ~Copyable {
               echo.type == ICMPv4Type.echoRequest else { return .dropped }
         var target = sockaddr_in()
         target.sin_family = sa_family_t(AF_INET)
-        target.sin_addr.s_addr = translation.hostDestination(destination).value.bigEndian
+        let hostDestination = rules.hostDestination(IPv6Address(v4Mapped: destination), port: 0).v4Mapped ?? destination
+        target.sin_addr.s_addr = hostDestination.value.bigEndian
         return withUnsafeBytes(of: &target) { address in
             send(isIPv6: false, source: IPv6Address(v4Mapped: source), destination: IPv6Address(v4Mapped: destination),
                  identifier: echo.identifier, message: message, address: address, now: now)
@@ -152,11 +111,11 @@ public struct ICMPEchoFlows: ~Copyable {
                                        message: UnsafeRawBufferPointer, now: UInt64) -> EchoRequestOutcome {
         guard let echo = ICMPEcho(message.baseAddress!, count: message.count),
               echo.type == ICMPv6Type.echoRequest else { return .dropped }
-        let hostDestination = translation.hostDestination(destination)
+        let hostDestination = rules.hostDestination(destination, port: 0)
         var target = sockaddr_in6()
         target.sin6_family = sa_family_t(AF_INET6)
         withUnsafeMutableBytes(of: &target.sin6_addr) { hostDestination.store(to: $0.baseAddress!, offset: 0) }
-        if hostDestination.isLinkLocal { target.sin6_scope_id = translation.linkLocalScope6 }
+        if hostDestination.isLinkLocal { target.sin6_scope_id = rules.linkLocalScope6 }
         return withUnsafeBytes(of: &target) { address in
             send(isIPv6: true, source: source, destination: destination, identifier: echo.identifier,
                  message: message, address: address, now: now)
@@ -216,21 +175,21 @@ public struct ICMPEchoFlows: ~Copyable {
             Log.warning("  sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"")
             return -1
         }
-        if let interface = isIPv6 ? translation.outboundInterface6 : translation.outboundInterface4 {
+        if let interface = isIPv6 ? rules.outboundInterface6 : rules.outboundInterface4 {
             let bound = interface.withCString { name in
                 setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, socklen_t(strlen(name) + 1))
             }
             if bound < 0 { Log.debug("ICMP: can't bind ping socket to \(interface): \(SyscallError(errno))") }
         }
         var result: Int32 = 0
-        if isIPv6, let source = translation.outboundAddress6 {
+        if isIPv6, let source = rules.outboundAddress6 {
             var local = sockaddr_in6()
             local.sin6_family = sa_family_t(AF_INET6)
             withUnsafeMutableBytes(of: &local.sin6_addr) { source.store(to: $0.baseAddress!, offset: 0) }
             result = withUnsafeBytes(of: &local) {
                 bind(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count))
             }
-        } else if !isIPv6, let source = translation.outboundAddress4 {
+        } else if !isIPv6, let source = rules.outboundAddress4 {
             var local = sockaddr_in()
             local.sin_family = sa_family_t(AF_INET)
             local.sin_addr.s_addr = source.value.bigEndian

@@ -59,9 +59,9 @@ struct ICMPEchoTests {
     @Test("IPv4: id mapped back, source is the original destination, flow reused, repeats dropped, idle flows expire")
     func ipv4() throws {
         try inPrivateNetworkNamespace {
-            var translation = EchoTranslation()
-            translation.mapHostLoopback4 = IPv4Address(192, 0, 2, 1)
-            var flows = ICMPEchoFlows(capacity: 4, translation: translation)
+            var rules = ForwardingRules()
+            rules.mapHostLoopback4 = IPv4Address(192, 0, 2, 1)
+            var flows = ICMPEchoFlows(capacity: 4, rules: rules)
             let guest = IPv4Address(192, 0, 2, 2), gateway = IPv4Address(192, 0, 2, 1)
             let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 16)
             defer { frame.deallocate() }
@@ -116,10 +116,10 @@ struct ICMPEchoTests {
     @Test("IPv6: id mapped back, checksum over the new pseudo header")
     func ipv6() throws {
         try inPrivateNetworkNamespace {
-            var translation = EchoTranslation()
+            var rules = ForwardingRules()
             let gateway = try #require(IPv6Address("fd00::1")), guest = try #require(IPv6Address("fd00::2"))
-            translation.mapHostLoopback6 = gateway
-            var flows = ICMPEchoFlows(capacity: 4, translation: translation)
+            rules.mapHostLoopback6 = gateway
+            var flows = ICMPEchoFlows(capacity: 4, rules: rules)
             let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: 2048, alignment: 16)
             defer { frame.deallocate() }
 
