@@ -172,15 +172,7 @@ struct TCPPortForwarding: ~Copyable {
         guard index >= 0 && index < listeners.count, listeners[index].socket >= 0 else { return }
         let listener = listeners[index]
         while true {
-            var peer = SocketAddress()
-            var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-            let accepted = withUnsafeMutableBytes(of: &peer.storage) {
-                Sys.accept(listener.socket, address: $0.baseAddress!.assumingMemoryBound(to: sockaddr.self),
-                           length: &length)
-            }
-            guard case .success(let owned) = accepted else { return }
-            peer.length = length
-            let fd = owned.release()
+            guard let (fd, peer) = SocketAddress.accept(from: listener.socket) else { return }
             let peerAddress = peer.address
             let isIPv6 = peerAddress.v4Mapped == nil
             let loopback = peerAddress.v4Mapped?.isLoopback ?? (peerAddress == .loopback)

@@ -176,10 +176,9 @@ public struct ICMPEchoFlows: ~Copyable {
             return -1
         }
         if let interface = isIPv6 ? rules.outboundInterface6 : rules.outboundInterface4 {
-            let bound = interface.withCString { name in
-                setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, socklen_t(strlen(name) + 1))
+            if case .failure(let code) = Sys.bindToDevice(fd, interface) {
+                Log.debug("ICMP: can't bind ping socket to \(interface): \(SyscallError(code))")
             }
-            if bound < 0 { Log.debug("ICMP: can't bind ping socket to \(interface): \(SyscallError(errno))") }
         }
         var result: Int32 = 0
         if isIPv6, let source = rules.outboundAddress6 {

@@ -5,6 +5,7 @@
 // either in the storage of a sockaddr_in6 (the larger of the two) with its length, so one value
 // type serves bind, connect, sendmmsg's msg_name and recvmmsg's peer names. Dual-stack sockets
 // report IPv4 peers as v4-mapped sockaddr_in6, which `address` maps back the same way.
+import PasstSys
 import PasstWire
 #if canImport(Glibc)
 import Glibc
@@ -19,6 +20,19 @@ public struct SocketAddress {
 
     /// An empty address (length 0).
     public init() {}
+
+    /// Accepts one pending connection on `listener` (non-blocking, close-on-exec): the new
+    /// socket and its peer's address, or nil when none is pending or accept fails.
+    public static func accept(from listener: Int32) -> (fd: Int32, peer: SocketAddress)? {
+        var peer = SocketAddress()
+        var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        let accepted = withUnsafeMutableBytes(of: &peer.storage) {
+            Sys.accept(listener, address: $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), length: &length)
+        }
+        guard case .success(let owned) = accepted else { return nil }
+        peer.length = length
+        return (owned.release(), peer)
+    }
 
     /// `address` (v4-mapped for IPv4) and `port`, as sockaddr_in if `ipv4Socket`, else sockaddr_in6
     /// with `scope` for link-local addresses.

@@ -528,7 +528,7 @@ public struct TCPFlows: ~Copyable {
     func bindOutbound(_ fd: Int32, ipv4Socket: Bool) {
         let interface = ipv4Socket ? rules.outboundInterface4 : rules.outboundInterface6
         if let interface {
-            _ = interface.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0) + 1)) }
+            _ = Sys.bindToDevice(fd, interface)
         }
         let source = ipv4Socket ? rules.outboundAddress4.map { IPv6Address(v4Mapped: $0) } : rules.outboundAddress6
         guard let source else { return }
@@ -586,15 +586,7 @@ public struct TCPFlows: ~Copyable {
         guard index >= 0 && index < listeners.count else { return }
         let listener = listeners[index]
         while true {
-            var peer = SocketAddress()
-            var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-            let accepted = withUnsafeMutableBytes(of: &peer.storage) {
-                Sys.accept(listener.socket, address: $0.baseAddress!.assumingMemoryBound(to: sockaddr.self),
-                           length: &length)
-            }
-            guard case .success(let owned) = accepted else { return }
-            peer.length = length
-            let fd = owned.release()
+            guard let (fd, peer) = SocketAddress.accept(from: listener.socket) else { return }
             if !openInbound(fd, peer: peer, listener: listener, now: now, seen4: seen4, seen6: seen6,
                             linkLocalSeen6: linkLocalSeen6, table: &table, tap: &tap) {
                 close(fd)

@@ -158,9 +158,7 @@ public enum TCPListeners {
         if ipv6Socket { _ = Sys.setOption(fd, level: Int32(IPPROTO_IPV6), name: IPV6_V6ONLY, Int32(dualStack ? 0 : 1)) }
         TCPFlows.setLargeBuffers(fd)
         if let interface {
-            let result = interface.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0) + 1)) }
-            if result < 0 {
-                let code = errno
+            if case .failure(let code) = Sys.bindToDevice(fd, interface) {
                 close(fd)
                 return .failure(SyscallError(code))
             }

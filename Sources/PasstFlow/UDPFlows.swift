@@ -326,8 +326,9 @@ public struct UDPFlows: ~Copyable {
         }
         let fd = owned.release()
         if let interface = isIPv6 ? rules.outboundInterface6 : rules.outboundInterface4 {
-            let bound = interface.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0) + 1)) }
-            if bound < 0 { Log.debug("UDP: can't bind socket to \(interface): \(SyscallError(errno))") }
+            if case .failure(let code) = Sys.bindToDevice(fd, interface) {
+                Log.debug("UDP: can't bind socket to \(interface): \(SyscallError(code))")
+            }
         }
         let local: IPv6Address = isIPv6 ? (rules.outboundAddress6 ?? .any)
             : IPv6Address(v4Mapped: rules.outboundAddress4 ?? .any)

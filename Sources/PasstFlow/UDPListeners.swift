@@ -182,9 +182,7 @@ public enum UDPListeners {
             _ = Sys.setOption(fd, level: Int32(IPPROTO_IP), name: IP_RECVERR, Int32(1))
         }
         if let interface {
-            let result = interface.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0) + 1)) }
-            if result < 0 {
-                let code = errno
+            if case .failure(let code) = Sys.bindToDevice(fd, interface) {
                 close(fd)
                 return .failure(SyscallError(code))
             }

@@ -212,6 +212,13 @@ public enum Sys {
         }
     }
 
+    /// SO_BINDTODEVICE: restricts socket `fd` to interface `name` (--outbound-if, "%IFNAME").
+    public static func bindToDevice(_ fd: Int32, _ name: String) -> SyscallResult<Void> {
+        name.withCString { cName in
+            retryingEINTRVoid { Glibc.setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, cName, socklen_t(strlen(cName) + 1)) }
+        }
+    }
+
     /// getsockopt(2) of a plain value of type `T`.
     @inlinable public static func getOption<T: BitwiseCopyable>(_ fd: Int32, level: Int32, name: Int32,
                                                                  as type: T.Type) -> SyscallResult<T> {
