@@ -24,7 +24,9 @@
 // frames one after the other in an 8 MiB pool; flow sockets and -u listeners (bound before
 // daemonising) are registered with the flow slot / listener index in the token; -U listeners,
 // spliced flows and `auto` ports are UDPPortForwarding.swift's (rescanned with the UDP timer).
-// TCP (TCPFlows in PasstFlow): each guest segment goes straight to its connection; connection
+// TCP (TCPFlows in PasstFlow): each guest segment goes straight to its connection, which queues
+// in-order payload and writes a run of one connection's segments with one sendmsg (at the
+// latest when the read pass ends, like UDP); connection
 // sockets and their timerfds register themselves with the loop's epoll (slot in the token); -t
 // and -T listeners (explicit ones bound before daemonising), the loopback splice and `auto`
 // ports are TCPPortForwarding.swift's (rescanned with the UDP timer), which hands connections
@@ -143,7 +145,7 @@ enum PastaTimer: UInt8 {
 struct PastaContext: ~Copyable, EventHandler {
     /// Largest frame read from or written to the tap (65535 plus the Ethernet header).
     static let frameCapacity = 65536 + EthernetFrame.headerLength
-    /// Size of the tap read pool: frames of one read pass stay here until UDP batches are sent.
+    /// Size of the tap read pool: frames of one read pass stay here until UDP and TCP batches are sent.
     static let inboundCapacity = 8 * 1024 * 1024
     /// Interval of the UDP expiry timer.
     static let udpTimerInterval: UInt64 = SystemClock.nanosecondsPerSecond
@@ -334,7 +336,7 @@ struct PastaContext: ~Copyable, EventHandler {
         var offset = 0
         while true {
             if inbound.count - offset < PastaContext.frameCapacity {
-                udp.flush()
+                flushBatches(now: loop.now)
                 offset = 0
             }
             switch egress.tap.read(into: UnsafeMutableRawBufferPointer(
@@ -347,12 +349,18 @@ struct PastaContext: ~Copyable, EventHandler {
                 handleFrame(frame, loop: &loop)
                 offset += (length + 15) & ~15
             case .wouldBlock:
-                udp.flush()
+                flushBatches(now: loop.now)
                 return
             case .failure(let code):
                 Log.die("Error reading from tap device: \(SyscallError(code))")
             }
         }
+    }
+
+    /// Sends what the read pass queued (UDP datagrams, TCP payload), so its frames can be reused.
+    mutating func flushBatches(now: UInt64) {
+        udp.flush()
+        tcp.flushGuestData(now: now, table: &flows, tap: &egress)
     }
 
     /// Learns the guest's MAC from `frame`, classifies it and hands it to its handler.

@@ -187,14 +187,15 @@ public enum TCPWindow {
         return UInt32(buffer - buffer * (buffer - low) / (high - low) / 2)
     }
 
-    /// The window for the guest from the socket's send window (if known) and send buffer.
-    public static func toTap(sendWindow: UInt32?, sendBuffer: UInt32, local: Bool, established: Bool) -> UInt32 {
-        var window: UInt32
-        if let sendWindow {
-            window = local ? sendWindow : min(sendWindow, scaledSendBuffer(sendBuffer))
-        } else {
-            window = scaledSendBuffer(sendBuffer)
-        }
+    /// The window for the guest: the peer's window (the socket's send window, if known) bounded
+    /// by the share of the send buffer data may fill, less `outstanding`, the bytes already
+    /// written to the socket, acknowledged to the guest and not yet to the peer. Offering no
+    /// more than that is what keeps the guest from sending what send() would refuse.
+    public static func toTap(sendWindow: UInt32?, sendBuffer: UInt32, outstanding: UInt32 = 0,
+                             established: Bool) -> UInt32 {
+        var window = scaledSendBuffer(sendBuffer)
+        if let sendWindow { window = min(window, sendWindow) }
+        window = window > outstanding ? window - outstanding : 0
         window = min(window, maximum)
         if !established { window = max(window, minimumBeforeEstablished) }
         return window

@@ -24,12 +24,18 @@
 // timeouts in a row reset the connection. End of file on the socket becomes our FIN once
 // everything before it was sent.
 //
-// Guest -> socket. In-order payload is written with send(MSG_DONTWAIT | MSG_NOSIGNAL); what does
-// not fit is dropped unacknowledged (the guest retransmits it), a short write advances by what
-// was written, a gap gets two duplicate ACKs. The ACK we send is what was written, or, for
-// remote peers, the initial sequence plus tcpi_bytes_acked (only what the peer acknowledged);
-// the window is the socket's tcpi_snd_wnd bounded by SO_SNDBUF (§6.5), in our window scale.
-// When that ACK lags or the window is 0, a 10 ms timer re-checks. The guest's FIN is a
+// Guest -> socket. In-order payload is queued while the caller reads a pass of frames, and a run
+// of one connection's segments is written with one sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL), so the
+// kernel builds large segments out of small frames; what does not fit is dropped
+// unacknowledged (the guest retransmits it), a short write advances by what was written, a gap
+// gets three duplicate ACKs (fast retransmit in a guest without SACK). The ACK we send is what
+// was written, or, for remote peers, the initial sequence plus tcpi_bytes_acked (only what the
+// peer acknowledged); the window is the socket's tcpi_snd_wnd bounded by SO_SNDBUF (§6.5), less
+// what was written and acknowledged to the guest but not yet to the peer, in our window scale:
+// the guest is never offered room the socket does not have, so nothing it sends within the
+// window is dropped (upstream offers the peer's whole window and stalls on retransmission
+// timeouts when the socket refuses the excess). When that ACK lags or the window is below one
+// segment, a 10 ms timer re-checks. The guest's FIN is a
 // shutdown(SHUT_WR); when both sides finished and the guest acknowledged our FIN, the
 // connection is closed. A RST from the guest closes the socket; a socket error is a RST to the
 // guest.
@@ -125,6 +131,13 @@ public struct TCPFlows: ~Copyable {
     let vectors: UnsafeMutablePointer<iovec>
     let control: UnsafeMutableRawPointer
     let discard: UnsafeMutableRawPointer?
+    /// In-order guest payload of one connection collected during a tap read pass (pointing into
+    /// the caller's frames), written with one sendmsg by `flushGuestData`: slot (-1: none),
+    /// vectors and bytes.
+    var pendingSlot = -1
+    var pendingCount = 0
+    var pendingBytes = 0
+    let pendingVectors: UnsafeMutablePointer<iovec>
 
     /// Allocates room for `capacity` connections with `rules` and `listeners` for a tap of `mtu`;
     /// sockets and timers get tokens of kind `socketKind` / `timerKind`.
@@ -146,6 +159,7 @@ public struct TCPFlows: ~Copyable {
         peekOffsetSupported = TCPFlows.probePeekOffset()
         pool = .allocate(byteCount: TCPFlows.slotSize * TCPFlows.batchFrames, alignment: 64)
         vectors = .allocate(capacity: TCPFlows.batchFrames + 1)
+        pendingVectors = .allocate(capacity: TCPFlows.batchFrames)
         vectors.initialize(repeating: iovec(), count: TCPFlows.batchFrames + 1)
         control = .allocate(byteCount: TCPFlows.headroom + 64, alignment: 64)
         discard = peekOffsetSupported ? nil : .allocate(byteCount: TCPFlows.discardSize, alignment: 64)
@@ -257,6 +271,9 @@ public struct TCPFlows: ~Copyable {
         let slot = Int(reference)
         let c = connections + slot
         let flags = segment.flags
+        if pendingSlot >= 0 && (pendingSlot != slot || flags.contains(.rst)) {
+            flushGuestData(now: now, table: &table, tap: &tap)
+        }
         if flags.contains(.rst) {
             closeConnection(slot, table: &table)
             return
@@ -359,8 +376,9 @@ public struct TCPFlows: ~Copyable {
         }
     }
 
-    /// Writes the guest's in-order payload of `segment` to the socket and handles its FIN;
-    /// returns false if the connection was reset.
+    /// Queues the guest's in-order payload of `segment` for the socket (written by
+    /// `flushGuestData`, with the ACK) and handles its FIN; returns false if the connection was
+    /// reset.
     mutating func receiveFromGuest<Tap: TCPTap & ~Copyable>(
         _ slot: Int, segment: TCPSegment, now: UInt64, table: inout FlowTable, tap: inout Tap
     ) -> Bool {
@@ -371,46 +389,83 @@ public struct TCPFlows: ~Copyable {
             sendFlags(slot, .ack, tap: &tap)
             return true
         }
-        let offset = Int32(bitPattern: segment.sequenceNumber &- c.pointee.seqFromTap)
+        let queued = pendingSlot == slot ? pendingBytes : 0
+        let offset = Int32(bitPattern: segment.sequenceNumber &- (c.pointee.seqFromTap &+ UInt32(queued)))
         if offset > 0 {
-            // A gap: two duplicate ACKs (once per acknowledgment number), the segment is dropped.
+            // A gap: the segment is dropped, and three duplicate ACKs (once per acknowledgment
+            // number) are the RFC 5681 threshold at which a guest without SACK retransmits at once.
+            flushGuestData(now: now, table: &table, tap: &tap)
+            guard c.pointee.inUse else { return false }
             if c.pointee.lastDupAckSent != c.pointee.seqAckToTap {
                 c.pointee.lastDupAckSent = c.pointee.seqAckToTap
-                sendFlags(slot, .ack, tap: &tap)
-                sendFlags(slot, .ack, tap: &tap)
+                for _ in 0..<3 { sendFlags(slot, .ack, tap: &tap) }
             }
             return true
         }
         let skip = -Int(offset)   // widen first: -Int32.min would trap
         if skip > length || (skip == length && !fin) {
             // Old data or a keep-alive: answer with an ACK.
+            flushGuestData(now: now, table: &table, tap: &tap)
+            guard c.pointee.inUse else { return false }
             sendFlags(slot, .ack, tap: &tap)
             return true
         }
-        var written = 0
         if skip < length {
-            let sent = Glibc.send(c.pointee.socket, segment.payload + skip, length - skip,
-                                  Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
-            if sent >= 0 {
-                written = sent
-            } else if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
-                Log.debug("TCP: write to socket failed: \(SyscallError(errno))")
-                reset(slot, table: &table, tap: &tap)
-                return false
+            if pendingSlot != slot || pendingCount == TCPFlows.batchFrames {
+                flushGuestData(now: now, table: &table, tap: &tap)
+                pendingSlot = slot
             }
-            c.pointee.seqFromTap &+= UInt32(written)
+            pendingVectors[pendingCount] = iovec(iov_base: UnsafeMutableRawPointer(mutating: segment.payload + skip),
+                                                 iov_len: length - skip)
+            pendingCount += 1
+            pendingBytes += length - skip
         }
-        if fin && skip + written == length {
+        guard fin else { return true }
+        let end = segment.sequenceNumber &+ UInt32(length)
+        flushGuestData(now: now, table: &table, tap: &tap)
+        guard c.pointee.inUse else { return false }
+        if c.pointee.seqFromTap == end {
             c.pointee.seqFromTap &+= 1
             c.pointee.set(.tapFinReceived)
             if !c.pointee.events.contains(.tapFinSent) { c.pointee.flags.insert(.activeClose) }
             _ = Sys.shutdown(c.pointee.socket, Int32(SHUT_WR))
             c.pointee.set(.sockFinSent)
-        }
-        if refreshAckAndWindow(slot, acknowledgeAll: false) || written > 0 || fin {
+            _ = refreshAckAndWindow(slot, acknowledgeAll: false)
             sendFlags(slot, .ack, tap: &tap)
         }
         return true
+    }
+
+    /// Writes the guest payload queued for one connection with one sendmsg and acknowledges it;
+    /// what the socket does not take is dropped unacknowledged (the guest sends it again).
+    /// Called when a tap read pass ends, before its frames are reused, and whenever a segment
+    /// must see the connection up to date.
+    public mutating func flushGuestData<Tap: TCPTap & ~Copyable>(now: UInt64, table: inout FlowTable, tap: inout Tap) {
+        guard pendingSlot >= 0 else { return }
+        let slot = pendingSlot
+        let c = connections + slot
+        var message = msghdr()
+        message.msg_iov = pendingVectors
+        message.msg_iovlen = pendingCount
+        pendingSlot = -1
+        pendingCount = 0
+        pendingBytes = 0
+        var written = 0
+        switch Sys.sendmsg(c.pointee.socket, &message, flags: Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL)) {
+        case .success(let count):
+            written = count
+        case .wouldBlock:
+            break
+        case .failure(let code):
+            Log.debug("TCP: write to socket failed: \(SyscallError(code))")
+            reset(slot, table: &table, tap: &tap)
+            return
+        }
+        c.pointee.seqFromTap &+= UInt32(written)
+        if refreshAckAndWindow(slot, acknowledgeAll: false) || written > 0 {
+            sendFlags(slot, .ack, tap: &tap)
+        }
+        updateTimer(slot, now: now)
     }
 
     /// Records the guest's acknowledgment `ack`: discards the acknowledged bytes from the socket.
@@ -642,7 +697,7 @@ public struct TCPFlows: ~Copyable {
         }
         if let sendWindow = info?.sendWindow, info?.hasSendWindow == true {
             c.pointee.wndToTap = TCPWindow.toTap(sendWindow: sendWindow, sendBuffer: c.pointee.sendBuffer,
-                                                 local: loopback, established: false)
+                                                 established: false)
         }
         watch(slot, EPOLLRDHUP.rawValue | EPOLLET.rawValue)
         sendFlags(slot, .syn, tap: &tap)
@@ -793,14 +848,27 @@ public struct TCPFlows: ~Copyable {
             if TCPSequence.less(c.pointee.seqFromTap, ack) { ack = c.pointee.seqFromTap }
         }
         let established = c.pointee.events.contains(.established)
+        var outstanding: UInt32 = 0
+        if established, ack == c.pointee.seqFromTap, let info, info.hasBytesAcked {
+            // Everything written is acknowledged to the guest, but what the peer has not yet
+            // acknowledged still fills the socket and the peer's window.
+            let peerAcked = UInt32(truncatingIfNeeded: info.bytesAcked &- c.pointee.bytesAckedBase)
+            outstanding = (c.pointee.seqFromTap &- c.pointee.seqInitFromTap) &- peerAcked
+            if Int32(bitPattern: outstanding) < 0 { outstanding = 0 }   // a FIN counted on one side only
+        }
+        if !TCPFlows.largeBuffersAllowed { c.pointee.sendBuffer = TCPFlows.sendBufferSize(c.pointee.socket) }
         let window = TCPWindow.toTap(sendWindow: info.flatMap { $0.hasSendWindow ? $0.sendWindow : nil },
-                                     sendBuffer: c.pointee.sendBuffer, local: local, established: established)
+                                     sendBuffer: c.pointee.sendBuffer, outstanding: outstanding,
+                                     established: established)
         let before = windowField(slot)
         let changed = ack != c.pointee.seqAckToTap
         c.pointee.seqAckToTap = ack
         c.pointee.wndToTap = window
         let field = windowField(slot)
-        if established && (ack != c.pointee.seqFromTap || field == 0) {
+        // A lagging ACK, or a window too small for one full segment of the guest (which would
+        // then wait for a window update we only learn of by asking): re-check soon.
+        let fullSegment = UInt32(TCPWindow.ourMSS(mtu: mtu, isIPv6: c.pointee.isIPv6))
+        if established && (ack != c.pointee.seqFromTap || field == 0 || window < fullSegment) {
             c.pointee.flags.insert(.ackToTapDue)
         }
         return changed || field != before
@@ -1024,6 +1092,11 @@ public struct TCPFlows: ~Copyable {
     /// Closes `slot`'s socket and timer and gives the slot back.
     mutating func releaseSlot(_ slot: Int) {
         let c = connections + slot
+        if pendingSlot == slot {
+            pendingSlot = -1
+            pendingCount = 0
+            pendingBytes = 0
+        }
         if c.pointee.socket >= 0 { close(c.pointee.socket) }
         if c.pointee.timer > 0 { close(c.pointee.timer) }
         (UnsafeMutableRawPointer(c)).initializeMemory(as: UInt8.self, repeating: 0,

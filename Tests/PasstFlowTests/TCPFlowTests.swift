@@ -97,7 +97,32 @@ struct TCPRig: ~Copyable {
                                      destination: IPv6Address(v4Mapped: TCPRig.gateway),
                                      segment: TCPSegment(buffer.baseAddress!, count: buffer.count)!, now: now,
                                      table: &table, tap: &tap)
+            flows.flushGuestData(now: now, table: &table, tap: &tap)
         }
+    }
+
+    /// Sends data segments of `payloads` from the guest's `port`, back to back from `seq`, in one
+    /// read pass: handled one by one, then the pass ends (the queued payload is written).
+    mutating func sendPass(from port: UInt16, to serverPort: UInt16, seq: UInt32, ack: UInt32, payloads: [[UInt8]]) {
+        let headerLength = TCPSegment.headerLength(mss: nil, windowScale: nil)
+        let total = payloads.reduce(0) { $0 + headerLength + $1.count }
+        let pass = UnsafeMutableRawPointer.allocate(byteCount: total, alignment: 8)
+        defer { pass.deallocate() }
+        var offset = 0
+        var sequence = seq
+        for payload in payloads {
+            let segment = pass + offset
+            TCPSegment.write(to: segment, sourcePort: port, destinationPort: serverPort, sequenceNumber: sequence,
+                             acknowledgmentNumber: ack, flags: .ack, window: 65535, mss: nil, windowScale: nil)
+            payload.withUnsafeBytes { (segment + headerLength).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            flows.handleGuestSegment(isIPv6: false, source: IPv6Address(v4Mapped: TCPRig.guest),
+                                     destination: IPv6Address(v4Mapped: TCPRig.gateway),
+                                     segment: TCPSegment(UnsafeRawPointer(segment), count: headerLength + payload.count)!,
+                                     now: now, table: &table, tap: &tap)
+            offset += headerLength + payload.count
+            sequence &+= UInt32(payload.count)
+        }
+        flows.flushGuestData(now: now, table: &table, tap: &tap)
     }
 
     /// Dispatches socket and listener events for up to `milliseconds` (timers are driven by hand).
@@ -269,6 +294,34 @@ struct TCPFlowTests {
             #expect(fin.last?.flags == [.fin, .ack] && fin.last?.seq == expected)
             rig.send(from: 40001, to: serverPort, seq: guestSeq &+ 6, ack: expected &+ 1, flags: .ack)
             do { let open = rig.flows.count, keys = rig.table.count; #expect(open == 0 && keys == 0) }
+        }
+    }
+
+    @Test("One read pass of guest segments: one write to the socket, one ACK for all of it; a gap: three duplicate ACKs")
+    func guestSegmentsOfOnePassAreWrittenTogether() throws {
+        try inPrivateNetworkNamespace {
+            var rig = TCPRig()
+            let (server, serverPort) = try LoopbackTCP.listener()
+            defer { close(server) }
+            let (accepted, _, guestSeq, ourSeq) = try TCPFlowTests.connect(&rig, guestPort: 40011, server: server,
+                                                                          serverPort: serverPort)
+            defer { close(accepted) }
+            let data = tcpTestData(3 * 1400)
+            let parts = stride(from: 0, to: data.count, by: 1400).map { Array(data[$0..<($0 + 1400)]) }
+            rig.sendPass(from: 40011, to: serverPort, seq: guestSeq, ack: ourSeq, payloads: parts)
+            #expect(LoopbackTCP.read(accepted, count: data.count) == data)
+            let acks = rig.receive()
+            #expect(acks.count == 1 && acks.first?.ack == guestSeq &+ UInt32(data.count))
+
+            // A segment beyond the next expected byte: dropped, three duplicate ACKs at once.
+            let after = guestSeq &+ UInt32(data.count)
+            rig.send(from: 40011, to: serverPort, seq: after &+ 1400, ack: ourSeq, flags: .ack, payload: parts[0])
+            let duplicates = rig.receive()
+            #expect(duplicates.count == 3 && duplicates.allSatisfy { $0.ack == after && $0.payload.isEmpty })
+            // The missing segment and the one after it, in one pass: both written, in order.
+            rig.sendPass(from: 40011, to: serverPort, seq: after, ack: ourSeq, payloads: [parts[1], parts[2]])
+            #expect(LoopbackTCP.read(accepted, count: 2800) == parts[1] + parts[2])
+            #expect(rig.receive().last?.ack == after &+ 2800)
         }
     }
 
@@ -504,5 +557,34 @@ struct TCPFlowTests {
             #expect(LoopbackTCP.readsEOF(silent) || errno == ECONNRESET)
             do { let open = rig.flows.count; #expect(open == 1) }
         }
+    }
+}
+
+@Suite("TCP window arithmetic")
+struct TCPWindowTests {
+    @Test("The window offered to the guest: the peer's window within the send buffer's share, less what is outstanding")
+    func windowToGuest() {
+        let eightMiB: UInt32 = 8 << 20
+        // The peer's window, when it is the smaller bound.
+        #expect(TCPWindow.toTap(sendWindow: 1_000_000, sendBuffer: eightMiB, established: true) == 1_000_000)
+        // Half of a send buffer of 4 MiB or more, when the peer offers more than that.
+        #expect(TCPWindow.toTap(sendWindow: 30_000_000, sendBuffer: eightMiB, established: true) == 4 << 20)
+        // Bytes written and acknowledged to the guest but not yet to the peer are taken off.
+        #expect(TCPWindow.toTap(sendWindow: 1_000_000, sendBuffer: eightMiB, outstanding: 300_000,
+                                established: true) == 700_000)
+        #expect(TCPWindow.toTap(sendWindow: 1_000_000, sendBuffer: eightMiB, outstanding: 2_000_000,
+                                established: true) == 0)
+        // Before the handshake completes, never below 14600 bytes.
+        #expect(TCPWindow.toTap(sendWindow: 0, sendBuffer: eightMiB, established: false) == 14600)
+        // Without a send window from tcp_info, the send buffer alone.
+        #expect(TCPWindow.toTap(sendWindow: nil, sendBuffer: 64 * 1024, established: true) == 64 * 1024)
+    }
+
+    @Test("Send buffer share: all below 128 KiB, half from 4 MiB, interpolated in between")
+    func sendBufferShare() {
+        #expect(TCPWindow.scaledSendBuffer(100_000) == 100_000)
+        #expect(TCPWindow.scaledSendBuffer(8 << 20) == 4 << 20)
+        let middle = TCPWindow.scaledSendBuffer(2 << 20)
+        #expect(middle > 1 << 20 && middle < 2 << 20)
     }
 }
