@@ -8,7 +8,7 @@
 // print on stdout and exit 0. After parsing, the logger is set up as upstream's conf() does
 // (log file, or syslog; level from -d/--trace/-q, debug meaning timestamped stderr), then the
 // configuration is resolved against the host (rtnetlink and resolv.conf) and its summary logged at
-// info level. pasta then runs its daemon (PastaDaemon); passt's qemu front end is not built yet.
+// info level. pasta then runs its daemon (PastaDaemon), passt its qemu front end (PasstDaemon).
 import Glibc
 import PasstConfig
 import PasstSys
@@ -81,8 +81,7 @@ public enum PasstMain {
         case .pasta:
             return PastaDaemon.run(configuration: configuration)
         case .passt:
-            log.error("passt mode: the qemu front end is not implemented yet")
-            return 1
+            return PasstDaemon.run(configuration: configuration)
         }
     }
 

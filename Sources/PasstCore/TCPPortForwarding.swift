@@ -18,7 +18,9 @@
 // side (opened once, inside the namespace for -t, in ours for -T) are read; every LISTEN port
 // there, minus the ports we listen on for the opposite direction (no loops), gets a listener
 // (no offset), and automatic listeners of ports that went away are closed. Bind failures in auto
-// mode are silent. Control path: rescans and pool refills allocate; accepting does not.
+// mode are silent. passt uses the same object with its -t listeners only (no namespace, no
+// splice, no `auto`): every connection takes the tap path. Control path: rescans and pool
+// refills allocate; accepting does not.
 import PasstConfig
 import PasstFlow
 import PasstSys
@@ -41,9 +43,9 @@ struct ForwardedTCPListener {
     var automatic: Bool
 }
 
-/// pasta's TCP listeners, spliced connections and automatic forwarding.
+/// The TCP listeners (pasta's and passt's), spliced connections and automatic forwarding.
 struct TCPPortForwarding: ~Copyable {
-    /// The target network namespace (our own duplicate of its file).
+    /// The target network namespace (our own duplicate of its file; -1 in passt).
     let namespace: FileDescriptor
     /// Enabled families.
     let ipv4: Bool
@@ -110,6 +112,19 @@ struct TCPPortForwarding: ~Copyable {
         }
         namespaceTables = tables
         hostTables = autoNamespace ? TCPPortForwarding.openTables() : []
+    }
+
+    /// passt's forwarding: the host -t listeners `hostListeners` and nothing else.
+    init(hostListeners: [TCPListener]) {
+        namespace = FileDescriptor(taking: -1)
+        (ipv4, ipv6, splice, toNamespaceLoopback, autoHost, autoNamespace) = (false, false, false, false, false, false)
+        listeners = hostListeners.map {
+            ForwardedTCPListener(socket: $0.socket, port: $0.port, targetPort: $0.targetPort, inNamespace: false,
+                                 automatic: false)
+        }
+        spliced = TCPSpliceFlows(capacity: 1, socketKind: EventKind.tcpSplice.rawValue)
+        namespaceTables = []
+        hostTables = []
     }
 
     deinit {

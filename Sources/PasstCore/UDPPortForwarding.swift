@@ -18,6 +18,7 @@
 //   - The namespace socket pool of spliced flows is filled at start and refilled when new
 //     spliced flows leave it half empty (`registerNewFlows`), which also registers their
 //     far-side sockets for input.
+// passt builds it without a namespace: nothing to splice, bind or scan there.
 // Control path only: this allocates (arrays, threads), never per datagram.
 import PasstConfig
 import PasstFlow
@@ -28,7 +29,7 @@ import Glibc
 
 /// Namespace-side UDP forwarding state of the pasta loop.
 struct UDPPortForwarding: ~Copyable {
-    /// The target network namespace (our own duplicate of its file).
+    /// The target network namespace (our own duplicate of its file; -1 in passt).
     let namespace: FileDescriptor
     /// Enabled families.
     let ipv4: Bool
@@ -76,6 +77,15 @@ struct UDPPortForwarding: ~Copyable {
         }
         namespaceTables = tables
         hostTables = autoNamespace ? UDPPortForwarding.openTables() : []
+    }
+
+    /// passt's state: no namespace, so no -U listeners, no splice and no `auto`.
+    init() {
+        namespace = FileDescriptor(taking: -1)
+        (ipv4, ipv6, splice, autoHost, autoNamespace) = (false, false, false, false, false)
+        namespaceTables = []
+        hostTables = []
+        namespaceListeners = []
     }
 
     deinit {

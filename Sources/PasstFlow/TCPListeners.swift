@@ -48,12 +48,12 @@ public enum TCPListeners {
     /// Listen backlog (upstream uses the kernel's maximum; 128 is the classic SOMAXCONN).
     static let backlog: Int32 = 128
 
-    /// Binds and listens on every port of `spec` (mode spec only) for the enabled families, on
+    /// Binds and listens on every port of `spec` (explicit or passt's `all`) for the enabled families, on
     /// namespace loopback for -T (`inNamespace`, run inside the namespace); throws upstream's
     /// fatal messages. Sockets already opened are closed on failure.
     public static func open(_ spec: PortSpec, ipv4: Bool, ipv6: Bool,
                             inNamespace: Bool = false) throws(TCPListenerError) -> [TCPListener] {
-        guard spec.mode == .spec else { return [] }
+        guard spec.mode == .spec || spec.mode == .all else { return [] }
         var listeners: [TCPListener] = []
         for set in spec.listeners {
             var boundAny = false

@@ -56,12 +56,12 @@ public struct UDPListenerError: Error, CustomStringConvertible {
 
 /// Opening the -u listeners.
 public enum UDPListeners {
-    /// Binds every port of `spec` (mode spec only) for the enabled families, on namespace
+    /// Binds every port of `spec` (explicit or passt's `all`) for the enabled families, on namespace
     /// loopback for -U (`inNamespace`, run inside the namespace); throws upstream's fatal
     /// messages. Sockets already opened are closed on failure.
     public static func open(_ spec: PortSpec, ipv4: Bool, ipv6: Bool,
                             inNamespace: Bool = false) throws(UDPListenerError) -> [UDPListener] {
-        guard spec.mode == .spec else { return [] }
+        guard spec.mode == .spec || spec.mode == .all else { return [] }
         var listeners: [UDPListener] = []
         for set in spec.listeners {
             var boundAny = false
