@@ -3,10 +3,12 @@
 //
 // Theory of operation: the usage text is ours (upstream's wording is not copied) but covers the
 // same ground: every option the mode accepts, its argument, and its default, one option per line
-// with indented detail lines. As upstream, the first lines use the program name exactly as invoked
-// (argv[0]); -h prints it on stdout, and after a getopt error it goes to stderr. The version text
-// follows upstream's shape ("pasta VERSION", then copyright and licence lines) with our project's
-// own copyright.
+// with indented detail lines; options the shared long option table lets through but the mode
+// ignores are listed last, so the text names exactly what the parser accepts (doc/passt.1 and
+// doc/pasta.1 do the same; a test checks all three against the parser). As upstream, the first
+// lines use the program name exactly as invoked (argv[0]); -h prints it on stdout, and after a
+// getopt error it goes to stderr. The version text follows upstream's shape ("pasta VERSION", then
+// copyright and licence lines) with our project's own copyright.
 
 /// Help, version and capability texts for passt and pasta.
 public enum Usage {
@@ -74,6 +76,7 @@ public enum Usage {
                 "  -I, --ns-ifname NAME      Name of the tap interface in the namespace",
                 "                              default: name of the host's template interface",
                 "  -F, --fd FD               Use FD as an already opened tap device",
+                "      --print-capabilities  Print vhost-user back-end capabilities and exit",
             ]
         case .passt:
             lines += [
@@ -197,6 +200,19 @@ public enum Usage {
                 "      --no-splice           Don't bypass the tap for loopback connections",
                 "      --host-lo-to-ns-lo    Deprecated: host loopback connections arrive on",
                 "                            namespace loopback",
+                "",
+                "Accepted for compatibility, no effect in pasta mode:",
+                "      --socket, --socket-path PATH",
+                "                            passt's socket path (cancels an earlier --fd)",
+            ]
+        } else {
+            lines += [
+                "",
+                "Accepted for compatibility, no effect in passt mode (values are still checked):",
+                "      --ns-ifname NAME      pasta's interface name",
+                "      --tcp-ns SPEC         pasta's namespace-to-host TCP ports",
+                "      --udp-ns SPEC         pasta's namespace-to-host UDP ports",
+                "      --no-splice           pasta's loopback bypass switch (passt has none)",
             ]
         }
         return lines.joined(separator: "\n") + "\n"

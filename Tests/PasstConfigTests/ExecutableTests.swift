@@ -2,7 +2,8 @@
 //
 // The executables are found next to the test bundle (the directory of /proc/self/exe), where
 // SwiftPM puts every product of the build. Each run gets stdout and stderr in files of a private
-// temporary directory, removed afterwards.
+// temporary directory, removed afterwards. The helpers here also serve InstallTests.swift and
+// OptionDocumentationTests.swift.
 import Glibc
 import PasstConfig
 import Testing
@@ -15,7 +16,7 @@ struct ProcessOutcome {
 }
 
 /// The build products directory: where the test bundle itself lives.
-private let productsDirectory: String = {
+let productsDirectory: String = {
     var buffer = [CChar](repeating: 0, count: 4096)
     let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
     guard length > 0 else { return "" }
@@ -23,20 +24,20 @@ private let productsDirectory: String = {
     return String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
 }()
 
-private let passtPath = productsDirectory + "/passt"
-private let pastaPath = productsDirectory + "/pasta"
+let passtPath = productsDirectory + "/passt"
+let pastaPath = productsDirectory + "/pasta"
 
 /// Whether both executables have been built.
-private let executablesBuilt = access(passtPath, X_OK) == 0 && access(pastaPath, X_OK) == 0
+let executablesBuilt = access(passtPath, X_OK) == 0 && access(pastaPath, X_OK) == 0
 
 /// A fresh private temporary directory.
-private func makeTemporaryDirectory() -> String {
+func makeTemporaryDirectory() -> String {
     var template = Array("/tmp/passt-config-test-XXXXXX".utf8CString)
     return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
 }
 
 /// Reads a whole file as text ("" if unreadable).
-private func readText(_ path: String) -> String {
+func readText(_ path: String) -> String {
     let fd = open(path, O_RDONLY)
     guard fd >= 0 else { return "" }
     defer { close(fd) }
@@ -50,8 +51,9 @@ private func readText(_ path: String) -> String {
     return String(decoding: bytes, as: UTF8.self)
 }
 
-/// Runs `path` with argv `arguments` (argv[0] first), an empty environment, and waits for it.
-private func run(_ path: String, _ arguments: [String]) throws -> ProcessOutcome {
+/// Runs `path` with argv `arguments` (argv[0] first) and `environment` ("NAME=value", default
+/// empty), and waits for it.
+func run(_ path: String, _ arguments: [String], environment: [String] = []) throws -> ProcessOutcome {
     let directory = makeTemporaryDirectory()
     defer {
         unlink(directory + "/stdout")
@@ -66,9 +68,10 @@ private func run(_ path: String, _ arguments: [String]) throws -> ProcessOutcome
     posix_spawn_file_actions_addopen(&actions, 2, directory + "/stderr", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
     let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
     defer { argv.forEach { free($0) } }
-    let environment: [UnsafeMutablePointer<CChar>?] = [nil]
+    let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+    defer { envp.forEach { free($0) } }
     var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, path, &actions, nil, argv, environment)
+    let spawned = posix_spawn(&pid, path, &actions, nil, argv, envp)
     try #require(spawned == 0, "posix_spawn \(path): \(spawned)")
     var status: Int32 = 0
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
@@ -112,6 +115,7 @@ struct ExecutableTests {
         #expect(passt.stdout == Usage.text(mode: .passt, programName: "passt"))
         let pasta = try run(pastaPath, ["/usr/bin/pasta", "--help"])
         #expect(pasta.status == 0)
+        #expect(pasta.stdout == Usage.text(mode: .pasta, programName: "/usr/bin/pasta"))
         #expect(pasta.stdout.hasPrefix("Usage: /usr/bin/pasta [OPTION]... [COMMAND [ARG]...]\n"))
         #expect(pasta.stdout.contains("--netns PATH|NAME"))
     }
