@@ -24,8 +24,9 @@
 // (SYS_ADMIN to enter the target, NET_ADMIN, NET_BIND_SERVICE; SYS_PTRACE when attaching) survive
 // the switch and all others go (UserIdentity.swift); upstream loses them all when leaving root and
 // cannot attach then. Joining or creating a user namespace needs a single-threaded process: this
-// runs before anything could start a thread. Then, in the target, `lo` is brought up and the tap MAC is set
-// (--ns-mac-addr) or read as the guest's MAC. --config-net additionally sets the MTU (not with
+// runs before anything could start a thread. Then, in the target, `lo` is brought up, the tap's
+// transmit queue is lengthened (see `tapQueueLength`; upstream keeps the default) and the tap MAC
+// is set (--ns-mac-addr) or read as the guest's MAC. --config-net additionally sets the MTU (not with
 // -m 0), brings the tap up (with NOARP while IPv6 addresses are added so that the kernel skips
 // DAD, then NODAD set on the link-local addresses and NOARP cleared), and per family adds the -a
 // address or copies the template interface's non-link-local, non-deprecated addresses, and
@@ -257,6 +258,12 @@ struct NamespaceLink {
 
 /// Configures `lo` and the tap inside the target namespace (spec §1.3).
 enum NamespaceConfigurator {
+    /// Frames the tap queues towards us before the kernel drops them (default 1000). A guest
+    /// with an unpaced congestion control (cubic) bursts a whole window, about 2900 frames of a
+    /// 4 MiB window at MTU 1500: a drop there costs a long recovery, since out-of-order segments
+    /// are not kept. 16384 holds several full windows; the memory stays charged to the sockets.
+    static let tapQueueLength: UInt32 = 16384
+
     /// Brings `lo` up, sets or reads the tap MAC and, with --config-net, configures the tap.
     static func configure(_ configuration: Configuration, tap: borrowing TapDevice,
                           namespace: borrowing FileDescriptor) throws(PastaSetupError) -> NamespaceLink {
@@ -278,6 +285,11 @@ enum NamespaceConfigurator {
             try netlink.setLinkUp(index: loopback.index)
             guard let tapLink = try netlink.link(named: tap.name) else {
                 throw PastaSetupError("Tap interface \(tap.name) not found in namespace")
+            }
+            do {
+                try netlink.setTransmitQueueLength(index: tapLink.index, NamespaceConfigurator.tapQueueLength)
+            } catch {
+                Log.debug("Can't lengthen the tap's queue: \(error)")
             }
             if let mac = configuration.options.namespaceMAC {
                 try netlink.setMAC(index: tapLink.index, mac.array)

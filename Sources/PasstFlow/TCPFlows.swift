@@ -753,7 +753,12 @@ public struct TCPFlows: ~Copyable {
     ) {
         let c = connections + slot
         guard c.pointee.events.contains(.established), !c.pointee.events.contains(.tapFinSent) else { return }
-        let mss = min(Int(c.pointee.tapMSS), TCPFlows.maximumPayload)
+        // Segments of at most half the guest's window: Linux takes the largest segment it saw as
+        // its receive MSS and advertises a zero window whenever its free space is below that, so
+        // one segment filling a young connection's whole window (64 KiB at MTU 65520) can leave
+        // the guest at window 0 for good once its reader has emptied the buffer.
+        let halfWindow = max(Int(c.pointee.wndFromTap / 2), Int(TCPWindow.defaultMSS))
+        let mss = min(Int(c.pointee.tapMSS), TCPFlows.maximumPayload, halfWindow)
         var refreshed = false
         while true {
             let inFlight = c.pointee.inFlight

@@ -90,6 +90,7 @@ public enum RTNetlink {
     public static let IFLA_ADDRESS: UInt16 = 1
     public static let IFLA_IFNAME: UInt16 = 3
     public static let IFLA_MTU: UInt16 = 4
+    public static let IFLA_TXQLEN: UInt16 = 13
     public static let IFF_UP: UInt32 = 0x1
     public static let IFF_NOARP: UInt32 = 0x80
 
@@ -583,6 +584,14 @@ public final class Netlink {
         request.append(NetlinkRequest.ifinfomsg(index: index, flags: 0, change: 0))
         request.appendAttribute(RTNetlink.IFLA_MTU, u32: mtu)
         try perform(request, operation: "set MTU of link \(index)")
+    }
+
+    /// Sets a link's transmit queue length (for a tap: the frames queued towards its reader).
+    public func setTransmitQueueLength(index: Int32, _ length: UInt32) throws(NetlinkError) {
+        var request = NetlinkRequest(type: RTNetlink.RTM_NEWLINK)
+        request.append(NetlinkRequest.ifinfomsg(index: index, flags: 0, change: 0))
+        request.appendAttribute(RTNetlink.IFLA_TXQLEN, u32: length)
+        try perform(request, operation: "set transmit queue length of link \(index)")
     }
 
     /// Sets a link's hardware (MAC) address.
