@@ -22,18 +22,8 @@ cleanup() {
 trap cleanup EXIT
 
 ln -s "$binary" "$work/pasta"
-ip netns add "$router"
-ip netns add "$host"
-ip link add name eth0 netns "$host" type veth peer name uplink netns "$router"
-ip -n "$router" addr add 192.0.2.1/24 dev uplink
-ip -n "$router" addr add fd00::1/64 dev uplink nodad
-ip -n "$host" addr add 192.0.2.2/24 dev eth0
-ip -n "$host" addr add fd00::2/64 dev eth0 nodad
-for ns in "$router" "$host"; do ip -n "$ns" link set lo up; done
-ip -n "$router" link set uplink up
-ip -n "$host" link set eth0 up
-ip -n "$host" route add default via 192.0.2.1
-ip -n "$host" -6 route add default via fd00::1
+. scripts/contained-host.sh
+contained_host "$router" "$host"
 
 # The timing loops run inside the host namespace (one `ip netns exec` for all of them); each
 # prints one duration in microseconds per run.
