@@ -1,4 +1,4 @@
-// Going to the background, and the PID file (spec §1.4).
+// Going to the background, the PID file (spec §1.4), and the open-file limit.
 //
 // Theory of operation: podman and libvirt take "the process returned with status 0" to mean
 // "ready": every socket bound, the tap up. So without -f the daemon does all of its set-up in the
@@ -65,5 +65,20 @@ enum Daemon {
         }
         Logger.shared.setStderr(enabled: false)
         return nil
+    }
+}
+
+/// Process-wide resource limits set at start-up.
+enum ProcessLimits {
+    /// Raises the soft limit of open files to the hard limit, as upstream does in both modes:
+    /// every connection holds a socket and a timer, `-t all` a listener per port (failure only
+    /// logged).
+    static func raiseOpenFiles() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        limit.rlim_cur = limit.rlim_max
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 {
+            Log.warning("Couldn't raise the open file limit: \(SyscallError(errno))")
+        }
     }
 }

@@ -55,7 +55,7 @@ public enum PasstDaemon {
         } catch {
             throw PastaSetupError("Couldn't set up signal handling: \(error)")
         }
-        raiseFileLimit()
+        ProcessLimits.raiseOpenFiles()
         let pidFile = try PIDFile(path: options.pidFile)
         let pcap = PcapWriter(path: options.pcapFile)
         var listener: Int32 = -1
@@ -108,15 +108,6 @@ public enum PasstDaemon {
         return context.exitStatus
     }
 
-    /// Raises the soft limit of open files to the hard limit (failure only logged).
-    static func raiseFileLimit() {
-        var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
-        limit.rlim_cur = limit.rlim_max
-        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 {
-            Log.warning("Couldn't raise the open file limit: \(SyscallError(errno))")
-        }
-    }
 }
 
 /// passt's loop state: the shared engine behind the stream socket, and the client's life cycle.

@@ -58,6 +58,7 @@ public enum PastaDaemon {
         } catch {
             throw PastaSetupError("Couldn't set up signal handling: \(error)")
         }
+        ProcessLimits.raiseOpenFiles()
         let pidFile = try PIDFile(path: options.pidFile)
         let pcap = PcapWriter(path: options.pcapFile)
         var target = try TargetNamespace.open(options, runAs: configuration.runAs)
