@@ -36,7 +36,7 @@ struct IPView {
     }
 }
 
-@Suite("Host discovery in the test bed", .enabled(if: getuid() == 0), .timeLimit(.minutes(1)))
+@Suite("Host discovery in the test bed", .enabled(if: getuid() == 0), .integrationTimeLimit)
 struct HostDiscoveryTests {
     @Test("The bed's host: eth0, its addresses, gateways and link-local address, as ip shows them")
     func discoversBedHost() async throws {
@@ -196,7 +196,7 @@ struct HostDiscoveryTests {
     }
 }
 
-@Suite("rtnetlink client against iproute2", .enabled(if: getuid() == 0), .timeLimit(.minutes(1)))
+@Suite("rtnetlink client against iproute2", .enabled(if: getuid() == 0), .integrationTimeLimit)
 struct NetlinkClientTests {
     @Test("Link, address and route dumps agree with ip -j")
     func dumpsMatchIP() async throws {

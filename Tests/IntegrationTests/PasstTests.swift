@@ -38,7 +38,7 @@ func acceptedPeer(_ listener: Int32) -> String? {
     }
 }
 
-@Suite("passt through a frame relay", .enabled(if: getuid() == 0), .timeLimit(.minutes(2)))
+@Suite("passt through a frame relay", .enabled(if: getuid() == 0), .integrationTimeLimit)
 struct PasstRelayTests {
     @Test("dhclient -4 leases the host's address, router, DNS, search list and MTU")
     func dhcp() async throws {
@@ -213,7 +213,7 @@ struct PasstRelayTests {
     }
 }
 
-@Suite("passt's qemu socket", .enabled(if: getuid() == 0), .timeLimit(.minutes(2)))
+@Suite("passt's qemu socket", .enabled(if: getuid() == 0), .integrationTimeLimit)
 struct PasstSocketTests {
     @Test("A bad frame length (0, 13, 65536) drops that client; the next one is served")
     func badFrameLength() async throws {

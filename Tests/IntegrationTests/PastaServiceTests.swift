@@ -21,7 +21,7 @@ func dhclientScript(_ family: String, directory: String) -> String {
         + " && cat \(lease)"
 }
 
-@Suite("pasta services and ICMP", .enabled(if: getuid() == 0), .timeLimit(.minutes(2)))
+@Suite("pasta services and ICMP", .enabled(if: getuid() == 0), .integrationTimeLimit)
 struct PastaServiceTests {
     @Test("ping to the gateway answered over IPv4 and IPv6")
     func ping() async throws {

@@ -253,7 +253,7 @@ extension TestBed {
     }
 }
 
-@Suite("pasta TCP bulk", .enabled(if: getuid() == 0), .timeLimit(.minutes(5)))
+@Suite("pasta TCP bulk", .enabled(if: getuid() == 0), .integrationTimeLimit)
 struct PastaTCPBulkTests {
     /// Ports: the host's server behind the gateway and -T, the namespace's server behind -t.
     static let gatewayPort: UInt16 = 7301, spliceOutPort: UInt16 = 7302, forwardedPort: UInt16 = 7303

@@ -102,7 +102,7 @@ enum TCPSpliceTest {
     }
 }
 
-@Suite("pasta TCP splice, -T and auto", .enabled(if: getuid() == 0), .timeLimit(.minutes(3)))
+@Suite("pasta TCP splice, -T and auto", .enabled(if: getuid() == 0), .integrationTimeLimit)
 struct PastaTCPSpliceTests {
     @Test("Host loopback to namespace through -t is spliced: 1 B, 64 KiB, 16 MiB echoed, nothing on the tap",
           arguments: [("127.0.0.1", "0.0.0.0"), ("::1", "::")])

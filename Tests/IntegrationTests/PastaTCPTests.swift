@@ -149,7 +149,7 @@ func tcpTestPayload(_ size: Int) -> [UInt8] {
     (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9 &+ size) }
 }
 
-@Suite("pasta TCP", .enabled(if: getuid() == 0), .timeLimit(.minutes(2)))
+@Suite("pasta TCP", .enabled(if: getuid() == 0), .integrationTimeLimit)
 struct PastaTCPTests {
     /// Options that keep every other forwarding out of the way.
     static let quiet = ["-u", "none", "-T", "none", "-U", "none"]

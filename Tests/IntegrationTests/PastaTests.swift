@@ -75,7 +75,7 @@ func waitUntil(_ timeout: Double, _ condition: () -> Bool) -> Bool {
     return condition()
 }
 
-@Suite("pasta namespaces and --config-net", .enabled(if: getuid() == 0), .timeLimit(.minutes(2)))
+@Suite("pasta namespaces and --config-net", .enabled(if: getuid() == 0), .integrationTimeLimit)
 struct PastaNamespaceTests {
     @Test("--config-net copies the host's addresses, routes and sets MTU 65520")
     func configNetCopiesHost() async throws {

@@ -127,7 +127,7 @@ final class DNSStub: Sendable {
     }
 }
 
-@Suite("pasta UDP splice, -U, auto and DNS", .enabled(if: getuid() == 0), .timeLimit(.minutes(2)))
+@Suite("pasta UDP splice, -U, auto and DNS", .enabled(if: getuid() == 0), .integrationTimeLimit)
 struct PastaUDPSpliceTests {
     @Test("Host loopback to namespace through -u is spliced: echoes intact, nothing on the tap", arguments: [
         ("127.0.0.1", "0.0.0.0"), ("::1", "::"),

@@ -5,7 +5,8 @@
 // Paths: namespace -> host through the gateway address (192.0.2.1 / fd00::1, which pasta maps to
 // the host's 127.0.0.1 / ::1), and host -> namespace through `-u` on the host's own address
 // (192.0.2.2 / fd00::2, which the namespace shares). Each path carries datagrams of 1, 1400, 8000
-// and 65000 bytes, with the echoed content compared. `-u 5000-5009:6000-6009,~5005` is checked
+// and 65000 bytes, with the echoed content compared, then 1 MiB as 1024 numbered datagrams of
+// 1 KiB (UDPSpliceTest.bulk: 32 outstanding, no loss). `-u 5000-5009:6000-6009,~5005` is checked
 // port by port: the namespace's servers tag their echo with the port they received on.
 import Foundation
 import Synchronization
@@ -163,9 +164,9 @@ extension TestBed {
     }
 }
 
-@Suite("pasta UDP", .enabled(if: getuid() == 0), .timeLimit(.minutes(2)))
+@Suite("pasta UDP", .enabled(if: getuid() == 0), .integrationTimeLimit)
 struct PastaUDPTests {
-    @Test("Namespace to host through the gateway address, IPv4 and IPv6, 1 to 65000 bytes", arguments: [
+    @Test("Namespace to host through the gateway address, IPv4 and IPv6, 1 to 65000 bytes and 1 MiB", arguments: [
         ("192.0.2.1", "::"), ("fd00::1", "::"),
     ])
     func namespaceToHost(gateway: String, serverAddress: String) async throws {
@@ -182,11 +183,13 @@ struct PastaUDPTests {
                 let reply = UDPTestSocket.exchange(client, to: gateway, port: 7001, payload: payload)
                 #expect(reply == payload, "\(size) bytes via \(gateway): \(reply?.count ?? -1) back; \(pasta.stderr())")
             }
+            let failure = UDPSpliceTest.bulk(client, to: gateway, port: 7001)
+            #expect(failure == nil, "1 MiB via \(gateway): \(failure ?? "")")
             bed.stop(pasta)
         }
     }
 
-    @Test("Host to namespace through -u on the host's address, IPv4 and IPv6, 1 to 65000 bytes", arguments: [
+    @Test("Host to namespace through -u on the host's address, IPv4 and IPv6, 1 to 65000 bytes and 1 MiB", arguments: [
         ("192.0.2.2", "0.0.0.0"), ("fd00::2", "::"),
     ])
     func hostToNamespace(hostAddress: String, serverAddress: String) async throws {
@@ -202,6 +205,8 @@ struct PastaUDPTests {
                 let reply = UDPTestSocket.exchange(client, to: hostAddress, port: 7002, payload: payload)
                 #expect(reply == payload, "\(size) bytes to \(hostAddress): \(reply?.count ?? -1) back; \(pasta.stderr())")
             }
+            let failure = UDPSpliceTest.bulk(client, to: hostAddress, port: 7002)
+            #expect(failure == nil, "1 MiB to \(hostAddress): \(failure ?? "")")
             bed.stop(pasta)
         }
     }

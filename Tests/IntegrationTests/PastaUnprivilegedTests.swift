@@ -92,7 +92,7 @@ extension TestBed {
     }
 }
 
-@Suite("pasta as an ordinary user, --runas", .enabled(if: getuid() == 0), .timeLimit(.minutes(2)))
+@Suite("pasta as an ordinary user, --runas", .enabled(if: getuid() == 0), .integrationTimeLimit)
 struct PastaUnprivilegedTests {
     @Test("An ordinary user's pasta --config-net gives the namespace addresses, routes and ping")
     func ordinaryUserConfigNet() async throws {
@@ -159,7 +159,7 @@ struct PastaUnprivilegedTests {
     }
 }
 
-@Suite("pasta set-up failures leave nothing behind", .enabled(if: getuid() == 0), .timeLimit(.minutes(2)))
+@Suite("pasta set-up failures leave nothing behind", .enabled(if: getuid() == 0), .integrationTimeLimit)
 struct PastaSetupFailureTests {
     /// Runs pasta (in `wrap`) with `arguments` and the marker command; expects exit 1 with a
     /// message containing `message`, and no marker process afterwards.

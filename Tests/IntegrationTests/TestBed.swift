@@ -17,6 +17,7 @@
 // full pipe, and a command's children are killed with it (each runs in its own process group).
 import Foundation
 import Synchronization
+import Testing
 import PasstSys
 
 /// The outcome of one external command.
@@ -389,4 +390,12 @@ enum NamespaceThread {
         if let failure = job.failure { throw TestBedError(description: failure) }
         return job.fd
     }
+}
+
+extension Trait where Self == TimeLimitTrait {
+    /// The time limit of every integration suite: a guard against hangs, not a speed check. The
+    /// tests block their threads (processes, sockets), and Swift's pool has one thread per core,
+    /// so on 2 cores a test may wait minutes behind the bulk transfers before it runs, while its
+    /// limit already counts.
+    static var integrationTimeLimit: Self { .timeLimit(.minutes(10)) }
 }

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 import PasstSys
 
-@Suite("Test bed", .enabled(if: getuid() == 0), .timeLimit(.minutes(1)))
+@Suite("Test bed", .enabled(if: getuid() == 0), .integrationTimeLimit)
 struct TestBedTests {
     @Test("Host reaches the router over IPv4 and IPv6; resolv.conf is private to the bed")
     func network() async throws {

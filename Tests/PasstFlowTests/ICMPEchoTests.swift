@@ -54,7 +54,7 @@ func waitReadable(_ fd: Int32) -> Bool {
 let ourMAC = MACAddress(0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55)
 let guestMAC = MACAddress(0x02, 0, 0, 0, 0, 0x01)
 
-@Suite("ICMP echo flows", .enabled(if: getuid() == 0), .timeLimit(.minutes(3)))
+@Suite("ICMP echo flows", .enabled(if: getuid() == 0), .timeLimit(.minutes(10)))
 struct ICMPEchoTests {
     @Test("IPv4: id mapped back, source is the original destination, flow reused, repeats dropped, idle flows expire")
     func ipv4() throws {

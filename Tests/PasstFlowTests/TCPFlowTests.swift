@@ -225,7 +225,7 @@ func tcpTestData(_ count: Int, seed: Int = 7) -> [UInt8] {
     (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 8 &+ seed) }
 }
 
-@Suite("TCP flows", .enabled(if: getuid() == 0), .timeLimit(.minutes(3)))
+@Suite("TCP flows", .enabled(if: getuid() == 0), .timeLimit(.minutes(10)))
 struct TCPFlowTests {
     /// Opens a guest connection from port `guestPort` to `serverPort` through `rig` and returns
     /// the server's accepted socket, the slot, and the guest's next seq and our ISN + 1.

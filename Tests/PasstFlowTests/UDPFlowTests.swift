@@ -54,7 +54,7 @@ func echoOnce(_ fd: Int32) throws -> UInt16 {
     return UInt16(bigEndian: peer.sin_port)
 }
 
-@Suite("UDP flows", .enabled(if: getuid() == 0), .timeLimit(.minutes(3)))
+@Suite("UDP flows", .enabled(if: getuid() == 0), .timeLimit(.minutes(10)))
 struct UDPFlowTests {
     static let guest = IPv4Address(192, 0, 2, 2)
     static let gateway = IPv4Address(192, 0, 2, 1)
