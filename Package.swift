@@ -32,7 +32,8 @@ let package = Package(
         .testTarget(name: "PasstConfigTests", dependencies: ["PasstConfig", "PasstWire"]),
         .testTarget(name: "IntegrationTests", dependencies: ["PasstConfig", "PasstWire", "PasstSys"]),
         .testTarget(name: "PasstServicesTests", dependencies: ["PasstServices", "PasstWire"], exclude: ["Fixtures"]),
-        .testTarget(name: "PasstFlowTests", dependencies: ["PasstFlow", "PasstWire", "PasstSys"]),
+        .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
+        .testTarget(name: "PasstFlowTests", dependencies: ["PasstFlow", "PasstWire", "PasstSys", "CAllocationCounter"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -46,6 +46,13 @@ public struct TCPEvents: OptionSet, Sendable, Equatable {
     public static let tapFinAcked = TCPEvents(rawValue: 1 << 8)
     /// Events that replace all others when set.
     static let exclusive: TCPEvents = [.sockAccepted, .tapSynReceived, .established]
+    /// Combinations tested per segment, as constants (an option-set array literal allocates in
+    /// unoptimised builds, which the allocation tests run): both directions finished;
+    static let bothFinished: TCPEvents = [.tapFinReceived, .tapFinAcked]
+    /// our FIN passed to the socket and the guest's ACK of our FIN (the FIN timeout applies);
+    static let finSentAndAcked: TCPEvents = [.sockFinSent, .tapFinAcked]
+    /// either side's FIN arrived.
+    static let eitherFinReceived: TCPEvents = [.tapFinReceived, .sockFinReceived]
 }
 
 /// Conditions of a connection (upstream's conn->flags).
@@ -64,6 +71,8 @@ public struct TCPConnectionFlags: OptionSet, Sendable, Equatable {
     public static let ackToTapDue = TCPConnectionFlags(rawValue: 1 << 3)
     /// Data or a SYN/FIN to the guest is unacknowledged: retransmit after the timeout.
     public static let ackFromTapDue = TCPConnectionFlags(rawValue: 1 << 4)
+    /// Waiting for the guest: its window is full, our data unacknowledged.
+    static let waitingForGuest: TCPConnectionFlags = [.stalled, .ackFromTapDue]
 }
 
 /// Sequence number comparisons modulo 2^32 (RFC 9293 §3.4).

@@ -263,7 +263,7 @@ public struct TCPFlows: ~Copyable {
                           ourPort: segment.destinationPort, endpointAddress: source, endpointPort: segment.sourcePort)
         guard let reference = table.lookup(key) else {
             let flags = segment.flags
-            if flags.contains(.syn) && flags.isDisjoint(with: [.ack, .rst, .fin]) {
+            if flags.contains(.syn) && flags.isDisjoint(with: .ackRstFin) {
                 openOutbound(isIPv6: isIPv6, key: key, segment: segment, now: now, table: &table, tap: &tap)
             }
             return
@@ -296,7 +296,7 @@ public struct TCPFlows: ~Copyable {
             c.pointee.wndFromTap = UInt32(segment.window) << c.pointee.wsFromTap
             establish(slot, now: now)
         } else if c.pointee.events.contains(.sockAccepted) {
-            guard flags.contains([.syn, .ack]), segment.acknowledgmentNumber == c.pointee.seqToTap else {
+            guard flags.contains(.synAck), segment.acknowledgmentNumber == c.pointee.seqToTap else {
                 reset(slot, table: &table, tap: &tap)
                 return
             }
@@ -501,7 +501,7 @@ public struct TCPFlows: ~Copyable {
 
     /// Whether both directions finished: the guest's FIN passed on, ours acknowledged.
     func finished(_ slot: Int) -> Bool {
-        connections[slot].events.isSuperset(of: [.tapFinReceived, .tapFinAcked])
+        connections[slot].events.isSuperset(of: TCPEvents.bothFinished)
     }
 
     // MARK: Outbound set-up
@@ -599,7 +599,7 @@ public struct TCPFlows: ~Copyable {
         }
         _ = refreshAckAndWindow(slot, acknowledgeAll: true)
         c.pointee.set(.tapSynAckSent)
-        sendFlags(slot, [.syn, .ack], tap: &tap)
+        sendFlags(slot, .synAck, tap: &tap)
         watch(slot, EPOLLRDHUP.rawValue | EPOLLET.rawValue)
         restartTimer(slot, now: now)
     }
@@ -607,7 +607,7 @@ public struct TCPFlows: ~Copyable {
     /// Sends our SYN-ACK again (the guest repeated its SYN).
     mutating func resendSynAck<Tap: TCPTap & ~Copyable>(_ slot: Int, now: UInt64, tap: inout Tap) {
         connections[slot].seqToTap = connections[slot].seqAckFromTap
-        sendFlags(slot, [.syn, .ack], tap: &tap)
+        sendFlags(slot, .synAck, tap: &tap)
     }
 
     /// Marks `slot` established: edge-triggered input, output and read hang-up, peek offset 0.
@@ -720,7 +720,7 @@ public struct TCPFlows: ~Copyable {
             var error: Int32 = 0
             if case .success(let value) = Sys.getOption(c.pointee.socket, level: SOL_SOCKET, name: SO_ERROR,
                                                         as: Int32.self) { error = value }
-            if error != 0 || !events.isDisjoint(with: [.error, .hangup]) {
+            if error != 0 || !events.isDisjoint(with: .failed) {
                 Log.debug("TCP: connect failed: \(SyscallError(error))")
                 reset(slot, table: &table, tap: &tap)
             } else if events.contains(.output) {
@@ -733,8 +733,8 @@ public struct TCPFlows: ~Copyable {
             return
         }
         guard state.contains(.established) else { return }
-        if !events.isDisjoint(with: [.readHangup, .hangup]) { c.pointee.set(.sockFinReceived) }
-        if !events.isDisjoint(with: [.input, .readHangup, .hangup]) {
+        if !events.isDisjoint(with: .hangups) { c.pointee.set(.sockFinReceived) }
+        if !events.isDisjoint(with: .readable) {
             sendFromSocket(slot, now: now, table: &table, tap: &tap)
             guard c.pointee.inUse else { return }
         }
@@ -764,7 +764,7 @@ public struct TCPFlows: ~Copyable {
             let inFlight = c.pointee.inFlight
             let window = min(c.pointee.wndFromTap, TCPWindow.maximum)
             if inFlight >= window {
-                c.pointee.flags.insert([.stalled, .ackFromTapDue])
+                c.pointee.flags.insert(TCPConnectionFlags.waitingForGuest)
                 return
             }
             let budget = Int(window - inFlight)
@@ -804,11 +804,11 @@ public struct TCPFlows: ~Copyable {
                 if endOfFile || c.pointee.events.contains(.sockFinReceived) {
                     c.pointee.set(.sockFinReceived)
                     _ = refreshAckAndWindow(slot, acknowledgeAll: true)
-                    sendFlags(slot, [.fin, .ack], tap: &tap)
+                    sendFlags(slot, .finAck, tap: &tap)
                     c.pointee.set(.tapFinSent)
                     c.pointee.flags.insert(.ackFromTapDue)
                 } else if inFlight > 0 {
-                    c.pointee.flags.insert([.stalled, .ackFromTapDue])
+                    c.pointee.flags.insert(TCPConnectionFlags.waitingForGuest)
                 }
                 return
             }
@@ -844,7 +844,7 @@ public struct TCPFlows: ~Copyable {
         if case .success(let value) = Sys.tcpInfo(c.pointee.socket) { info = value }
         let local = c.pointee.flags.contains(.local)
             || (info.map { $0.hasMinRTT && $0.minRTTMicroseconds > 0 && $0.minRTTMicroseconds <= 10 } ?? false)
-        let closing = !c.pointee.events.isDisjoint(with: [.tapFinReceived, .sockFinReceived])
+        let closing = !c.pointee.events.isDisjoint(with: TCPEvents.eitherFinReceived)
         var ack = c.pointee.seqFromTap
         if let info, info.hasBytesAcked, !acknowledgeAll, !local, !closing,
            c.pointee.sendBuffer >= TCPFlows.smallSendBuffer {
@@ -893,7 +893,7 @@ public struct TCPFlows: ~Copyable {
         let c = connections + slot
         emit(slot, payload: control + TCPFlows.headroom, length: 0, sequence: c.pointee.seqToTap, flags: flags,
              tap: &tap)
-        if !flags.isDisjoint(with: [.syn, .fin]) { c.pointee.seqToTap &+= 1 }
+        if !flags.isDisjoint(with: .synOrFin) { c.pointee.seqToTap &+= 1 }
     }
 
     /// Writes Ethernet, IP and TCP headers in front of the `length` payload bytes at `payload`
@@ -990,7 +990,7 @@ public struct TCPFlows: ~Copyable {
             }
             restartTimer(slot, now: now)
             return
-        } else if c.pointee.events.isSuperset(of: [.sockFinSent, .tapFinAcked]) {
+        } else if c.pointee.events.isSuperset(of: TCPEvents.finSentAndAcked) {
             Log.debug("TCP: FIN timeout")
             reset(slot, table: &table, tap: &tap)
             return
@@ -1010,7 +1010,7 @@ public struct TCPFlows: ~Copyable {
         }
         // Both our FIN to the socket and the guest's ACK of our FIN (spec §6.6): a half-closed
         // connection still waiting for its peer's answer must not be reset.
-        if c.events.isSuperset(of: [.sockFinSent, .tapFinAcked]) { return (.finTimeout, TCPFlows.finTimeout) }
+        if c.events.isSuperset(of: TCPEvents.finSentAndAcked) { return (.finTimeout, TCPFlows.finTimeout) }
         return (.none, 0)
     }
 
@@ -1081,7 +1081,7 @@ public struct TCPFlows: ~Copyable {
     mutating func reset<Tap: TCPTap & ~Copyable>(_ slot: Int, table: inout FlowTable, tap: inout Tap) {
         let c = connections + slot
         if c.pointee.events.contains(.tapSynReceived) && !c.pointee.events.contains(.tapSynAckSent) {
-            sendFlags(slot, [.rst, .ack], tap: &tap)
+            sendFlags(slot, .rstAck, tap: &tap)
         } else {
             sendFlags(slot, .rst, tap: &tap)
         }

@@ -27,6 +27,12 @@ public struct EpollEvents: OptionSet, Hashable, Sendable {
     public static let readHangup = EpollEvents(rawValue: EPOLLRDHUP.rawValue)
     public static let edgeTriggered = EpollEvents(rawValue: EPOLLET.rawValue)
     public static let oneShot = EpollEvents(rawValue: EPOLLONESHOT.rawValue)
+    /// Either hang-up (constants: an option-set array literal allocates in unoptimised builds).
+    public static let hangups = EpollEvents(rawValue: EPOLLRDHUP.rawValue | EPOLLHUP.rawValue)
+    /// Something to read or the end of it.
+    public static let readable = EpollEvents(rawValue: EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue)
+    /// A failed socket.
+    public static let failed = EpollEvents(rawValue: EPOLLERR.rawValue | EPOLLHUP.rawValue)
 }
 
 /// A fixed array of epoll_event filled by `Epoll.wait`; allocated once, reused for every wait.

@@ -57,6 +57,15 @@ public struct TCPFlags: OptionSet, Hashable, Sendable {
     public static let ece = TCPFlags(rawValue: 0x40)
     /// Congestion window reduced.
     public static let cwr = TCPFlags(rawValue: 0x80)
+    /// Combinations used per segment, as constants: an array literal of an option set allocates
+    /// in unoptimised builds, which the allocation tests run.
+    public static let synAck = TCPFlags(rawValue: 0x12)
+    public static let finAck = TCPFlags(rawValue: 0x11)
+    public static let rstAck = TCPFlags(rawValue: 0x14)
+    /// The flags that take a sequence number.
+    public static let synOrFin = TCPFlags(rawValue: 0x03)
+    /// What a connection-opening SYN must not carry.
+    public static let ackRstFin = TCPFlags(rawValue: 0x15)
 }
 
 /// TCP option kinds.
