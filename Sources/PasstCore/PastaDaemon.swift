@@ -122,6 +122,8 @@ public enum PastaDaemon {
 struct PastaContext: ~Copyable, EventHandler {
     /// Interval of the namespace poll.
     static let namespacePollInterval: UInt64 = SystemClock.nanosecondsPerSecond
+    /// Most tap frames handled per wake-up before the other ready descriptors get their turn.
+    static let tapFramesPerWakeup = 1024
 
     /// Services, flows and host sockets, with the tap as their link.
     var engine: GuestEngine<TapLink>
@@ -212,16 +214,21 @@ struct PastaContext: ~Copyable, EventHandler {
 
     // MARK: Tap ingress
 
-    /// Reads frames from the tap until none is left, handling each; frames of one pass are kept
-    /// one after the other in the pool until the queued UDP datagrams pointing into it are sent.
+    /// Reads frames from the tap until none is left, the pool is full or `tapFramesPerWakeup`
+    /// were read, handling each; frames of one pass are kept one after the other in the pool
+    /// until the queued UDP datagrams pointing into it are sent. The tap is level-triggered, so
+    /// the loop comes back after the other ready descriptors; reading on instead starves them
+    /// for as long as the guest answers the frames written meanwhile (its ACKs to a download):
+    /// no signal, timer, socket or namespace watch would be served again.
     mutating func readTap(loop: inout EventLoop) {
         let frameCapacity = GuestEngine<TapLink>.frameCapacity
         let inbound = engine.inbound
         var offset = 0
+        var frames = 0
         while true {
-            if inbound.count - offset < frameCapacity {
+            if inbound.count - offset < frameCapacity || frames == PastaContext.tapFramesPerWakeup {
                 engine.flushBatches(now: loop.now)
-                offset = 0
+                return
             }
             switch engine.link.tap.read(into: UnsafeMutableRawBufferPointer(
                 rebasing: inbound[offset..<(offset + frameCapacity)])) {
@@ -230,6 +237,7 @@ struct PastaContext: ~Copyable, EventHandler {
             case .success(let length):
                 engine.handleFrame(UnsafeRawBufferPointer(rebasing: inbound[offset..<(offset + length)]), loop: &loop)
                 offset += (length + 15) & ~15
+                frames += 1
             case .wouldBlock:
                 engine.flushBatches(now: loop.now)
                 return

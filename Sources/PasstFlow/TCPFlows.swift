@@ -558,6 +558,8 @@ public struct TCPFlows: ~Copyable {
         watch(slot, EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue)
         c.pointee.flags.insert(.ackFromTapDue)
         updateTimer(slot, now: now)
+        // No timerfd (EMFILE at the descriptor limit): the handshake could never time out.
+        if c.pointee.timer <= 0 { reset(slot, table: &table, tap: &tap) }
     }
 
     /// Whether `address` is bound by a local socket: a probe bind fails with something other
@@ -703,6 +705,8 @@ public struct TCPFlows: ~Copyable {
         sendFlags(slot, .syn, tap: &tap)
         c.pointee.flags.insert(.ackFromTapDue)
         updateTimer(slot, now: now)
+        // No timerfd (EMFILE at the descriptor limit): the handshake could never time out.
+        if c.pointee.timer <= 0 { reset(slot, table: &table, tap: &tap) }
         return true
     }
 

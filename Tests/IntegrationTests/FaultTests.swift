@@ -1,0 +1,514 @@
+// Fault tests (issue 8): the real pasta and passt under abuse, each ending with the process's
+// open descriptors back at their baseline and its resident memory bounded.
+//
+// Theory of operation. A leak in a daemon that holds one socket (and one timerfd) per flow shows
+// first as descriptors that never go away, so every test takes pasta's or passt's footprint
+// (entries of /proc/PID/fd, VmRSS of /proc/PID/status) once start-up has settled and a first
+// connection came and went, then loads it, lets the load end, and waits (a few seconds, or the
+// 10 s handshake timeout plus grace) for the descriptor count to come back to exactly that
+// baseline. Memory is allocated up front, so RSS grows only by the pages a load touches for the
+// first time: the flow table (187,245 buckets of 48 bytes, 8.6 MiB, hashed into at random, so
+// 10,000 flows make nearly all of it resident), the tap's 8 MiB read pool, the 4 MiB TCP frame
+// pool, and the connection records of the busiest moment (about 128 bytes each, 1.2 MiB for
+// 10,000). `Footprint.rssAllowanceKiB` (24 MiB over the baseline) covers that sum; growth seen
+// here is 9 to 15 MiB, so a leak of 1.5 KiB or more per connection over 10,000 connections goes
+// over it, and a leaked socket or timer fails the exact descriptor count anyway.
+//
+// The faults:
+// - SYN flood from the namespace: 10,000 hand-made SYNs (raw IPv4 socket in the namespace, source
+//   192.0.2.2, distinct random ports) to the gateway 192.0.2.1, first on a closed host port (each
+//   is refused at once), then on a host listener that never accepts (each makes pasta connect()
+//   a host socket; its accept queue takes 4096, the rest stay half-open). The namespace's own
+//   kernel would answer pasta's SYN-ACKs with RSTs for connections it never made, which would
+//   end the flows at once; an HTB qdisc on its tap drops outgoing RSTs (a pfifo of limit 0 for
+//   the class the u32 filter picks), so the flows stay half-open until pasta's 10 s handshake
+//   timeout. 10,000 flows need 20,000 descriptors, more than the hard limit of 20,000 here, so
+//   pasta also meets EMFILE on the way (a flow whose timerfd could not be made must not stay
+//   behind without a timeout). Echo connections to another port check pasta between.
+// - 5,000 concurrent connections each way (namespace -> host through the gateway, host ->
+//   namespace through -t), each carrying a 4-byte number and 1 KiB of pattern that the server
+//   verifies and answers with a verdict; all are open at once before any data moves.
+// - A host peer resetting mid-transfer: two 100 MiB uploads from the namespace at once; one
+//   receiver resets its connection (SO_LINGER 0, close) after 50 MiB. The other upload arrives
+//   intact (stamped 1 MiB blocks compared with memcmp), the reset one fails promptly on the
+//   namespace's side with ECONNRESET.
+// - passt's qemu client vanishing mid-frame 100 times, each after a served ARP exchange and a
+//   burst of 50 unanswered requests (so passt has replies to write), at a different cut point.
+// - `ip netns del` of pasta's namespace during transfers both ways: pasta exits 0 within 2 s.
+//
+// The namespace's kernel is the guest here; all traffic stays in the test bed's namespaces.
+import Foundation
+import Synchronization
+import Testing
+import PasstSys
+
+/// Open descriptors and resident memory of a process, read from /proc.
+struct Footprint: CustomStringConvertible {
+    var descriptors: Int
+    var residentKiB: Int
+
+    /// Growth of VmRSS over the baseline tolerated once the load is gone (see the file comment).
+    static let rssAllowanceKiB = 24 << 10
+
+    var description: String { "\(descriptors) fds, VmRSS \(residentKiB) KiB" }
+
+    /// The footprint of `pid` now (-1 fields if it is gone).
+    static func of(_ pid: pid_t) -> Footprint {
+        let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? -1
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
+        let resident = line.flatMap { Int($0.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") }
+        return Footprint(descriptors: descriptors, residentKiB: resident ?? -1)
+    }
+
+    /// The footprint of `pid` once its descriptor count held still for 300 ms (at most 3 s).
+    static func settled(_ pid: pid_t) -> Footprint {
+        var last = of(pid)
+        var stable = 0
+        let deadline = Date().addingTimeInterval(3)
+        while stable < 3 && Date() < deadline {
+            usleep(100_000)
+            let now = of(pid)
+            stable = now.descriptors == last.descriptors ? stable + 1 : 0
+            last = now
+        }
+        return last
+    }
+
+    /// Waits up to `timeout` s for `pid`'s descriptors to fall to `baseline`; returns the footprint then.
+    static func awaitBaseline(_ pid: pid_t, _ baseline: Footprint, within timeout: Double) -> Footprint {
+        var now = of(pid)
+        let deadline = Date().addingTimeInterval(timeout)
+        while now.descriptors > baseline.descriptors && Date() < deadline {
+            usleep(100_000)
+            now = of(pid)
+        }
+        return now
+    }
+
+    /// Whether this footprint is back to `baseline`: the same descriptors, RSS within the allowance.
+    func isBack(to baseline: Footprint) -> Bool {
+        descriptors == baseline.descriptors && residentKiB >= 0
+            && residentKiB < baseline.residentKiB + Footprint.rssAllowanceKiB
+    }
+}
+
+/// Hand-made TCP SYNs over IPv4 from a raw socket (IPPROTO_RAW: we write the IP header).
+enum SYNFlood {
+    /// The SYN from `source`:`sourcePort` to `destination`:`port` with sequence `sequence` and MSS 1460.
+    static func segment(source: [UInt8], sourcePort: UInt16, destination: [UInt8], port: UInt16,
+                        sequence: UInt32) -> [UInt8] {
+        var tcp: [UInt8] = [UInt8(sourcePort >> 8), UInt8(sourcePort & 0xff), UInt8(port >> 8), UInt8(port & 0xff)]
+        tcp += withUnsafeBytes(of: sequence.bigEndian) { Array($0) } + [0, 0, 0, 0]
+        tcp += [6 << 4, 0x02, 0xfa, 0xf0, 0, 0, 0, 0, 2, 4, 0x05, 0xb4]
+        let pseudo = source + destination + [0, 6, 0, UInt8(tcp.count)]
+        let checksum = internetChecksum(pseudo + tcp)
+        tcp[16] = UInt8(checksum >> 8)
+        tcp[17] = UInt8(checksum & 0xff)
+        let ip: [UInt8] = [0x45, 0, 0, UInt8(20 + tcp.count), 0, 0, 0x40, 0, 64, 6, 0, 0] + source + destination
+        return ip + tcp
+    }
+
+    /// The Internet checksum (RFC 1071) of `bytes`.
+    static func internetChecksum(_ bytes: [UInt8]) -> UInt16 {
+        var sum: UInt32 = 0
+        var index = 0
+        while index + 1 < bytes.count {
+            sum += UInt32(bytes[index]) << 8 | UInt32(bytes[index + 1])
+            index += 2
+        }
+        if index < bytes.count { sum += UInt32(bytes[index]) << 8 }
+        while sum >> 16 != 0 { sum = (sum & 0xffff) + (sum >> 16) }
+        return ~UInt16(sum)
+    }
+
+    /// Sends `count` SYNs from 192.0.2.2 (distinct random source ports) to 192.0.2.1:`port` on raw
+    /// socket `fd`, 100 at a time with a 5 ms pause (the tap's queue holds 1000); returns how many went out.
+    static func send(_ fd: Int32, count: Int, to port: UInt16) -> Int {
+        let ports = Array(UInt16(1024)...UInt16(65000)).shuffled().prefix(count)
+        var sent = 0
+        for (index, sourcePort) in ports.enumerated() {
+            let frame = segment(source: [192, 0, 2, 2], sourcePort: sourcePort, destination: [192, 0, 2, 1], port: port,
+                                sequence: UInt32.random(in: 0...UInt32.max))
+            let n = UDPTestSocket.withAddress(TestBed.routerIPv4, port: 0) { sendto(fd, frame, frame.count, 0, $0, $1) }
+            if n == frame.count { sent += 1 }
+            if index % 100 == 99 { usleep(5_000) }
+        }
+        return sent
+    }
+}
+
+/// Many small connections at once: a 4-byte number and 1 KiB of pattern each, a verdict back.
+enum ManyConnections {
+    /// The pattern every client sends after its number.
+    static let pattern = tcpTestPayload(1024)
+
+    /// Serves `listener` until `expected` connections were answered or `deadline`: reads each to
+    /// end of file, replies with its number and 1 (number and pattern intact) or 0; returns how
+    /// many were answered.
+    static func serve(_ listener: Int32, expected: Int, deadline: Date) -> Int {
+        var peers: [Int32: [UInt8]] = [:]
+        var answered = 0
+        _ = fcntl(listener, F_SETFL, O_NONBLOCK)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while answered < expected && Date() < deadline {
+            var fds = [pollfd(fd: listener, events: Int16(POLLIN), revents: 0)]
+            fds += peers.keys.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            guard poll(&fds, nfds_t(fds.count), 100) > 0 else { continue }
+            for pfd in fds where pfd.revents != 0 {
+                if pfd.fd == listener {
+                    while case let fd = accept(listener, nil, nil), fd >= 0 {
+                        _ = fcntl(fd, F_SETFL, O_NONBLOCK)
+                        peers[fd] = []
+                    }
+                    continue
+                }
+                while true {
+                    let n = recv(pfd.fd, &buffer, buffer.count, 0)
+                    if n < 0 && errno == EAGAIN { break }
+                    if n > 0 {
+                        peers[pfd.fd]! += buffer[..<n]
+                        continue
+                    }
+                    let received = peers.removeValue(forKey: pfd.fd)!
+                    let intact = received.count == 4 + pattern.count && Array(received.dropFirst(4)) == pattern
+                    let verdict = Array(received.prefix(4)) + [intact ? 1 : 0]
+                    _ = send(pfd.fd, verdict, verdict.count, Int32(MSG_NOSIGNAL))
+                    close(pfd.fd)
+                    answered += 1
+                    break
+                }
+            }
+        }
+        peers.keys.forEach { close($0) }
+        return answered
+    }
+
+    /// Sends number and pattern on every one of `clients` (connected, blocking), half-closes,
+    /// then reads each verdict to end of file; returns how many came back intact.
+    static func run(_ clients: [Int32]) -> Int {
+        for (index, fd) in clients.enumerated() {
+            let message = withUnsafeBytes(of: UInt32(index).bigEndian) { Array($0) } + pattern
+            _ = send(fd, message, message.count, Int32(MSG_NOSIGNAL))
+            shutdown(fd, Int32(SHUT_WR))
+        }
+        var good = 0
+        var buffer = [UInt8](repeating: 0, count: 16)
+        for (index, fd) in clients.enumerated() {
+            var reply: [UInt8] = []
+            while case let n = recv(fd, &buffer, buffer.count, 0), n > 0 { reply += buffer[..<n] }
+            if reply == withUnsafeBytes(of: UInt32(index).bigEndian, { Array($0) }) + [1] { good += 1 }
+        }
+        return good
+    }
+}
+
+/// A long stream of 1 MiB blocks, each the common pattern stamped with its index in its first 8 bytes.
+enum StampedStream {
+    static let blockSize = 1 << 20
+    static let base = tcpTestPayload(blockSize)
+
+    /// Block `index` of the stream.
+    static func block(_ index: Int) -> [UInt8] {
+        var block = base
+        withUnsafeBytes(of: UInt64(index).bigEndian) { block.replaceSubrange(0..<8, with: $0) }
+        return block
+    }
+
+    /// Sends `blocks` blocks on `fd` and half-closes; returns the bytes sent and the errno that
+    /// stopped it (0 if all went out) with the time it did.
+    static func send(_ fd: Int32, blocks: Int) -> (sent: Int, error: Int32, at: Date) {
+        var sent = 0
+        for index in 0..<blocks {
+            let data = block(index)
+            var offset = 0
+            while offset < data.count {
+                let n = data.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, data.count - offset, Int32(MSG_NOSIGNAL)) }
+                if n <= 0 { return (sent, n < 0 ? errno : 0, Date()) }
+                offset += n
+                sent += n
+            }
+        }
+        shutdown(fd, Int32(SHUT_WR))
+        return (sent, 0, Date())
+    }
+
+    /// Reads `fd` to end of file, or until `limit` bytes, comparing with the stream; returns the
+    /// byte count and whether every byte matched.
+    static func receive(_ fd: Int32, limit: Int = .max) -> (count: Int, intact: Bool) {
+        var buffer = [UInt8](repeating: 0, count: 1 << 18)
+        var count = 0, intact = true
+        var expected = block(0)
+        while count < limit {
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { break }
+            var done = 0
+            while done < n {
+                let offset = (count + done) % blockSize
+                if offset == 0 { expected = block((count + done) / blockSize) }
+                let piece = min(n - done, blockSize - offset)
+                let same = buffer.withUnsafeBytes { got in
+                    expected.withUnsafeBytes { memcmp(got.baseAddress! + done, $0.baseAddress! + offset, piece) }
+                }
+                if same != 0 { intact = false }
+                done += piece
+            }
+            count += n
+        }
+        return (count, intact)
+    }
+}
+
+/// Runs `body` on a new thread; the returned function waits for it and gives its result.
+func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) -> () -> T {
+    let result = Mutex<T?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Thread {
+        let value = body()
+        result.withLock { $0 = value }
+        done.signal()
+    }.start()
+    return {
+        done.wait()
+        return result.withLock { $0! }
+    }
+}
+
+@Suite("Fault tests", .enabled(if: getuid() == 0), .integrationTimeLimit, .serialized)
+struct FaultTests {
+    /// Options that keep every other forwarding out of the way.
+    static let quiet = ["-u", "none", "-T", "none", "-U", "none"]
+
+    /// One 64 KiB echo through the gateway to `port`; returns whether it came back whole.
+    static func echoWorks(_ bed: TestBed, from target: String, port: UInt16) -> Bool {
+        guard let client = try? TCPTestSocket.connect(bed, in: target, to: TestBed.routerIPv4, port: port) else { return false }
+        defer { close(client) }
+        let payload = tcpTestPayload(65536)
+        return TCPTestSocket.echo(client, payload: payload) == payload
+    }
+
+    @Test("10,000 SYNs without ACK to a closed and to a listening host port: pasta keeps serving, fds back to baseline")
+    func synFlood() async throws {
+        try await withTestBed { bed in
+            let (target, pasta) = try bed.startPastaAttached(["-t", "none"] + FaultTests.quiet)
+            let echoPort: UInt16 = 7402, floodPort: UInt16 = 7401, closedPort: UInt16 = 7499
+            let server = TCPEchoServer(listener: try TCPTestSocket.listen(bed, in: bed.host, address: "::",
+                                                                          port: echoPort, dualStack: true))
+            defer { server.stop() }
+            let sink = try TCPTestSocket.listen(bed, in: bed.host, address: "::", port: floodPort, dualStack: true)
+            defer { close(sink) }
+            _ = Glibc.listen(sink, 4096)
+            try #require(FaultTests.echoWorks(bed, from: target, port: echoPort), "\(pasta.stderr())")
+            let baseline = Footprint.settled(pasta.pid)
+
+            for command in [["qdisc", "add", "dev", "eth0", "root", "handle", "1:", "htb"],
+                            ["class", "add", "dev", "eth0", "parent", "1:", "classid", "1:2", "htb", "rate", "10gbit"],
+                            ["qdisc", "add", "dev", "eth0", "parent", "1:2", "pfifo", "limit", "0"],
+                            ["filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip", "prio", "1", "u32",
+                             "match", "ip", "protocol", "6", "0xff", "match", "u8", "0x04", "0x04", "at", "33",
+                             "flowid", "1:2"]] {
+                try Command.check(["tc", "-n", target] + command)
+            }
+            let raw = try bed.openSocket(in: target, domain: AF_INET, type: Int32(SOCK_RAW.rawValue),
+                                         protocol: Int32(IPPROTO_RAW)).release()
+            defer { close(raw) }
+
+            let refusedStart = Date()
+            let refusedSent = SYNFlood.send(raw, count: 10_000, to: closedPort)
+            let afterRefused = Footprint.awaitBaseline(pasta.pid, baseline, within: 5)
+            let refusedTime = Date().timeIntervalSince(refusedStart)
+            #expect(refusedSent == 10_000)
+            #expect(afterRefused.isBack(to: baseline), "closed port: \(afterRefused) after \(refusedTime) s, baseline \(baseline)")
+            #expect(FaultTests.echoWorks(bed, from: target, port: echoPort), "after the closed-port flood; \(pasta.stderr().suffix(2000))")
+
+            let floodStart = Date()
+            let floodSent = SYNFlood.send(raw, count: 10_000, to: floodPort)
+            let floodTime = Date().timeIntervalSince(floodStart)
+            let peak = Footprint.of(pasta.pid)
+            let queued = try bed.run(in: bed.host, ["ss", "-Hltn", "sport", "=", ":\(floodPort)"]).stdout
+            let dropped = try bed.run(in: target, ["cat", "/sys/class/net/eth0/statistics/tx_dropped"]).stdout
+            let afterFlood = Footprint.awaitBaseline(pasta.pid, baseline, within: 10 + 5)
+            let drainTime = Date().timeIntervalSince(floodStart)
+            #expect(floodSent == 10_000)
+            #expect(peak.descriptors > baseline.descriptors + 8000, "peak \(peak); accept queue \(queued); tap drops \(dropped)")
+            #expect(afterFlood.isBack(to: baseline),
+                    "listening port: \(afterFlood) \(drainTime) s after the flood began, baseline \(baseline), peak \(peak)")
+            #expect(FaultTests.echoWorks(bed, from: target, port: echoPort), "after the flood; \(pasta.stderr().suffix(2000))")
+            let end = Footprint.awaitBaseline(pasta.pid, baseline, within: 5)
+            #expect(end.isBack(to: baseline), "at the end: \(end), baseline \(baseline)")
+            print("SYN flood: baseline \(baseline); closed port: \(refusedSent) SYNs, back \(afterRefused) after \(refusedTime) s; listening port: \(floodSent) SYNs in \(floodTime) s, peak \(peak), accept queue \(queued.trimmingCharacters(in: .whitespacesAndNewlines)), tap drops \(dropped.trimmingCharacters(in: .whitespacesAndNewlines)), back \(afterFlood) after \(drainTime) s; end \(end)")
+            #expect(bed.stop(pasta) == 0, "\(pasta.stderr().suffix(2000))")
+        }
+    }
+
+    @Test("5,000 concurrent connections each way, 1 KiB each, all verified; fds back to baseline")
+    func fiveThousandConnections() async throws {
+        try await withTestBed { bed in
+            let outPort: UInt16 = 7403, inPort: UInt16 = 7404
+            let (target, pasta) = try bed.startPastaAttached(["-t", "\(inPort)"] + FaultTests.quiet)
+            let listeners = [outPort: try TCPTestSocket.listen(bed, in: bed.host, address: "::", port: outPort, dualStack: true),
+                             inPort: try TCPTestSocket.listen(bed, in: target, address: "::", port: inPort, dualStack: true)]
+            defer { listeners.values.forEach { close($0) } }
+            listeners.values.forEach { _ = Glibc.listen($0, 4096) }
+            // A first connection each way, so the baseline comes after whatever the first one sets up.
+            for (clientIn, address, port) in [(target, TestBed.routerIPv4, outPort), (bed.host, TestBed.hostIPv4, inPort)] {
+                let listener = listeners[port]!
+                let served = onThread { ManyConnections.serve(listener, expected: 1, deadline: Date().addingTimeInterval(10)) }
+                let client = try TCPTestSocket.connectWhenListening(bed, in: clientIn, to: address, port: port)
+                #expect(ManyConnections.run([client]) == 1 && served() == 1)
+                close(client)
+            }
+            let baseline = Footprint.settled(pasta.pid)
+            for (name, clientIn, address, port) in [("namespace -> host", target, TestBed.routerIPv4, outPort),
+                                                    ("host -> namespace", bed.host, TestBed.hostIPv4, inPort)] {
+                let count = 5000
+                let started = Date()
+                let listener = listeners[port]!
+                let served = onThread { ManyConnections.serve(listener, expected: count, deadline: Date().addingTimeInterval(60)) }
+                var clients: [Int32] = []
+                defer { clients.forEach { close($0) } }
+                for _ in 0..<count {
+                    clients.append(try TCPTestSocket.connect(bed, in: clientIn, to: address, port: port))
+                }
+                let peak = Footprint.of(pasta.pid)
+                let good = ManyConnections.run(clients)
+                let answered = served()
+                clients.forEach { close($0) }
+                clients = []
+                let elapsed = Date().timeIntervalSince(started)
+                let after = Footprint.awaitBaseline(pasta.pid, baseline, within: 5)
+                #expect(good == count && answered == count, "\(name): \(good) of \(count) verified, \(answered) answered; \(pasta.stderr().suffix(2000))")
+                #expect(peak.descriptors >= baseline.descriptors + count, "\(name): peak \(peak), baseline \(baseline)")
+                #expect(after.isBack(to: baseline), "\(name): \(after), baseline \(baseline), peak \(peak)")
+                print("5,000 connections \(name): baseline \(baseline), peak \(peak), \(good) verified in \(elapsed) s, then \(after)")
+            }
+            #expect(bed.stop(pasta) == 0, "\(pasta.stderr().suffix(2000))")
+        }
+    }
+
+    @Test("Two 100 MiB uploads; the host resets one after 50 MiB: the other arrives intact, the reset one fails with ECONNRESET")
+    func hostPeerResets() async throws {
+        try await withTestBed { bed in
+            let port: UInt16 = 7405
+            let (target, pasta) = try bed.startPastaAttached(["-t", "none"] + FaultTests.quiet)
+            let listener = try TCPTestSocket.listen(bed, in: bed.host, address: "::", port: port, dualStack: true)
+            defer { close(listener) }
+            let warmClient = try TCPTestSocket.connect(bed, in: target, to: TestBed.routerIPv4, port: port)
+            let warmServer = BulkTransfer.accept(listener)
+            #expect(StampedStream.send(warmClient, blocks: 1).sent == StampedStream.blockSize)
+            let warm = StampedStream.receive(warmServer)
+            #expect(warm.count == StampedStream.blockSize && warm.intact)
+            close(warmClient)
+            close(warmServer)
+            let baseline = Footprint.settled(pasta.pid)
+
+            let blocks = 100
+            var pairs: [(client: Int32, server: Int32)] = []
+            for _ in 0..<2 {
+                let client = try TCPTestSocket.connect(bed, in: target, to: TestBed.routerIPv4, port: port)
+                let server = BulkTransfer.accept(listener)
+                try #require(server >= 0)
+                pairs.append((client, server))
+            }
+            let (intactClient, intactServer) = pairs[0], (resetClient, resetServer) = pairs[1]
+            let intactSend = onThread { StampedStream.send(intactClient, blocks: blocks) }
+            let resetSend = onThread { StampedStream.send(resetClient, blocks: blocks) }
+            let intactReceive = onThread { StampedStream.receive(intactServer) }
+            let half = blocks * StampedStream.blockSize / 2
+            let partial = StampedStream.receive(resetServer, limit: half)
+            var linger = linger(l_onoff: 1, l_linger: 0)
+            setsockopt(resetServer, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
+            close(resetServer)
+            let resetAt = Date()
+            let reset = resetSend()
+            let whole = intactReceive()
+            let intact = intactSend()
+            close(intactServer)
+            close(intactClient)
+            close(resetClient)
+            let delay = reset.at.timeIntervalSince(resetAt)
+            #expect(partial.count >= half && partial.intact, "reset side received \(partial.count)")
+            #expect(reset.error == ECONNRESET && delay < 2,
+                    "reset upload: errno \(reset.error) after \(delay) s, \(reset.sent) sent; \(pasta.stderr().suffix(2000))")
+            #expect(intact.sent == blocks * StampedStream.blockSize && intact.error == 0)
+            #expect(whole.count == blocks * StampedStream.blockSize && whole.intact, "intact upload: \(whole.count) received")
+            let after = Footprint.awaitBaseline(pasta.pid, baseline, within: 5)
+            #expect(after.isBack(to: baseline), "\(after), baseline \(baseline)")
+            print("Reset mid-transfer: reset side got \(partial.count) B, its sender failed (errno \(reset.error)) \(delay) s after the reset with \(reset.sent) B sent; other \(whole.count) B intact \(whole.intact); baseline \(baseline), after \(after)")
+            #expect(bed.stop(pasta) == 0, "\(pasta.stderr().suffix(2000))")
+        }
+    }
+
+    @Test("passt: 100 qemu clients vanishing mid-frame with replies pending, then a client is served; fds back to baseline")
+    func passtClientVanishes() async throws {
+        try await withTestBed { bed in
+            let (socketPath, passt) = try bed.startPasst([])
+            let baseline = Footprint.settled(passt.pid)
+            let request = StreamClient.arpRequest(from: StreamClient.guestMAC)
+            let framed = lengthPrefix(request.count) + request
+            let burst = Array([[UInt8]](repeating: framed, count: 50).joined())
+            let started = Date()
+            var served = 0
+            for index in 0..<100 {
+                do {
+                    let leaving = try StreamClient(path: socketPath)
+                    if leaving.arpExchange() { served += 1 }
+                    leaving.write(burst)
+                    leaving.write(Array(framed.prefix(1 + index % (framed.count - 1))))
+                }
+                let seen = waitUntil(10) { passt.stderr().components(separatedBy: "Client connection closed").count > index + 1 }
+                try #require(seen, "client \(index) not seen leaving; \(passt.stderr().suffix(2000))")
+            }
+            let elapsed = Date().timeIntervalSince(started)
+            #expect(served == 100)
+            let during: Footprint
+            do {
+                let next = try StreamClient(path: socketPath)
+                #expect(next.arpExchange() && next.arpExchange(), "\(passt.stderr().suffix(2000))")
+                during = Footprint.of(passt.pid)
+            }
+            let after = Footprint.awaitBaseline(passt.pid, baseline, within: 5)
+            #expect(during.descriptors == baseline.descriptors + 1, "with a client: \(during), baseline \(baseline)")
+            #expect(after.isBack(to: baseline), "\(after), baseline \(baseline)")
+            print("passt clients vanishing: \(served) served and gone in \(elapsed) s; baseline \(baseline), with a client \(during), after \(after)")
+            #expect(bed.stop(passt) == 0, "\(passt.stderr().suffix(2000))")
+        }
+    }
+
+    @Test("ip netns del under pasta during transfers both ways: pasta exits 0 within 2 s")
+    func namespaceDeletedUnderLoad() async throws {
+        try await withTestBed { bed in
+            let outPort: UInt16 = 7406, inPort: UInt16 = 7407
+            let (target, pasta) = try bed.startPastaAttached(["-t", "\(inPort)"] + FaultTests.quiet)
+            let hostListener = try TCPTestSocket.listen(bed, in: bed.host, address: "::", port: outPort, dualStack: true)
+            defer { close(hostListener) }
+            let targetListener = try TCPTestSocket.listen(bed, in: target, address: "::", port: inPort, dualStack: true)
+            defer { close(targetListener) }
+            let outClient = try TCPTestSocket.connect(bed, in: target, to: TestBed.routerIPv4, port: outPort)
+            let outServer = BulkTransfer.accept(hostListener)
+            let inClient = try TCPTestSocket.connectWhenListening(bed, in: bed.host, to: TestBed.hostIPv4, port: inPort)
+            let inServer = BulkTransfer.accept(targetListener)
+            let sockets = [outClient, outServer, inClient, inServer]
+            defer { sockets.forEach { close($0) } }
+            try #require(outServer >= 0 && inServer >= 0)
+            let transfers = [onThread { StampedStream.send(outClient, blocks: 100_000).sent },
+                             onThread { StampedStream.receive(outServer).count },
+                             onThread { StampedStream.send(inClient, blocks: 100_000).sent },
+                             onThread { StampedStream.receive(inServer).count }]
+            usleep(500_000)
+            try Command.check(["ip", "netns", "del", target])
+            let deleted = Date()
+            var status: Int32 = 0
+            let exited = waitUntil(2) { waitpid(pasta.pid, &status, WNOHANG) == pasta.pid }
+            let elapsed = Date().timeIntervalSince(deleted)
+            // Ends what pasta left hanging (the namespace's side lost its tap), so the threads return.
+            sockets.forEach { shutdown($0, Int32(SHUT_RDWR)) }
+            let moved = transfers.map { $0() }
+            #expect(moved.allSatisfy { $0 > 0 }, "bytes moved per side: \(moved)")
+            #expect(exited && Command.decode(status) == 0,
+                    "exited \(exited) after \(elapsed) s, status \(Command.decode(status)); \(pasta.stderr().suffix(2000))")
+            print("ip netns del under load: bytes moved \(moved), pasta exited \(exited) with \(Command.decode(status)) after \(elapsed) s")
+            bed.stop(pasta)
+        }
+    }
+}
