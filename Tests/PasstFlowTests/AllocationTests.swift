@@ -6,8 +6,10 @@
 // guest segments of 1000 bytes go through handleGuestSegment and one flushGuestData into the
 // socket, the server drains them, the server sends 100 000 bytes back, and the socket's data is
 // carried to the guest (handleSocketEvent, then the guest's ACKs built in place) until all of it
-// is acknowledged. That is 10,000 frames each way plus the ACKs. Everything the test itself
-// needs (segments, buffers, the counting tap) is made before counting starts.
+// is acknowledged. That is 10,000 frames each way plus the ACKs. UDP likewise: 200 passes of 50
+// guest datagrams queued on their flow and sent with flush (sendmmsg), echoed by the server, and
+// read back as frames for the guest (receiveReplies, recvmmsg). Everything the test itself needs
+// (segments, buffers, the counting tap) is made before counting starts.
 import CAllocationCounter
 import Foundation
 import Testing
@@ -114,6 +116,72 @@ struct AllocationTests {
             }
             #expect(failures == 0 && drained == perPass * totalPasses, "drained \(drained) bytes, \(failures) failures")
             #expect(counted == 0, "\(counted) allocations while moving \(AllocationTests.passes * AllocationTests.segmentsPerPass) segments each way")
+        }
+    }
+
+    @Test("10,000 guest datagrams to a socket and 10,000 replies back as frames: no allocation after one warm-up pass")
+    func udpBothWays() throws {
+        // 50 datagrams of 1000 bytes per pass: a default socket buffer holds about 90 of them.
+        let datagramsPerPass = 50, udpPasses = 200
+        try inPrivateNetworkNamespace {
+            var rules = ForwardingRules()
+            rules.mapHostLoopback4 = UDPFlowTests.gateway
+            var flows = UDPFlows(capacity: 16, rules: rules)
+            var table = FlowTable(capacity: 16)
+            let (server, serverPort) = try loopbackServer()
+            defer { close(server) }
+            let datagramSize = UDPDatagram.headerLength + AllocationTests.payloadSize
+            let datagrams = UnsafeMutableRawPointer.allocate(byteCount: datagramSize * datagramsPerPass,
+                                                             alignment: 8)
+            defer { datagrams.deallocate() }
+            for index in 0..<datagramsPerPass {
+                let datagram = datagrams + index * datagramSize
+                UDPDatagram.write(to: datagram, sourcePort: 40200, destinationPort: serverPort,
+                                  payloadLength: AllocationTests.payloadSize)
+                (datagram + UDPDatagram.headerLength).initializeMemory(as: UInt8.self, repeating: UInt8(index),
+                                                                       count: AllocationTests.payloadSize)
+            }
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: 65536, alignment: 8)
+            defer { buffer.deallocate() }
+            var peer = sockaddr_in()
+            var peerLength = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let guest = IPv6Address(v4Mapped: UDPFlowTests.guest), gateway = IPv6Address(v4Mapped: UDPFlowTests.gateway)
+            var slot = -1, counted = 0, echoed = 0, framed = 0
+
+            for pass in 0..<(udpPasses + 1) {
+                let before = allocation_counter_thread_total()
+                for index in 0..<datagramsPerPass {
+                    let outcome = flows.handleGuestDatagram(
+                        isIPv6: false, source: guest, destination: gateway,
+                        datagram: UDPDatagram(UnsafeRawPointer(datagrams + index * datagramSize), count: datagramSize)!,
+                        now: 1, table: &table)
+                    if case .newFlow(let created, _) = outcome { slot = created }
+                }
+                flows.flush()
+                for _ in 0..<datagramsPerPass {
+                    guard waitReadable(server) else { break }
+                    let count = withUnsafeMutablePointer(to: &peer) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(server, buffer, 65536, 0, $0, &peerLength) }
+                    }
+                    guard count > 0 else { break }
+                    _ = withUnsafePointer(to: &peer) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(server, buffer, count, 0, $0, peerLength) }
+                    }
+                    echoed += 1
+                }
+                var replies = 0
+                while replies < datagramsPerPass {
+                    guard waitReadable(flows.socket(ofSlot: slot)) else { break }
+                    guard let count = flows.receiveReplies(slot: slot, now: 2, ourMAC: ourMAC, guestMAC: guestMAC),
+                          count > 0 else { break }
+                    replies += count
+                }
+                framed += replies
+                if pass > 0 { counted += allocation_counter_thread_total() - before }
+            }
+            let total = datagramsPerPass * (udpPasses + 1)
+            #expect(echoed == total && framed == total, "\(echoed) echoed, \(framed) frames of \(total)")
+            #expect(counted == 0, "\(counted) allocations while moving \(udpPasses * datagramsPerPass) datagrams each way")
         }
     }
 }
