@@ -114,6 +114,8 @@ public enum PasstDaemon {
 struct PasstContext: ~Copyable, EventHandler {
     /// Frame lengths accepted from qemu (an Ethernet header up to the largest IP packet).
     static let frameLengths = EthernetFrame.headerLength...65535
+    /// Most full pools of frames read from the client per wake-up.
+    static let poolsPerWakeup = 4
     /// SO_RCVBUF and SO_SNDBUF asked for on the client socket (the kernel clamps).
     static let clientBufferSize = Int32.max / 2
 
@@ -276,11 +278,13 @@ struct PasstContext: ~Copyable, EventHandler {
 
     // MARK: Ingress
 
-    /// Receives from the client until it has nothing more, handing every complete frame to the
-    /// engine; a bad length, end of file or an error drops the client.
+    /// Receives from the client until it has nothing more (or `poolsPerWakeup` full pools), handing
+    /// every complete frame to the engine; a bad length, end of file or an error drops the client.
     mutating func readClient(loop: inout EventLoop) {
         let pool = engine.inbound
-        while engine.link.client >= 0 {
+        // At most a few full pools per wake-up: the socket is level-triggered, and reading on
+        // while the guest keeps it full would starve every other descriptor (as pasta's tap).
+        for _ in 0..<PasstContext.poolsPerWakeup where engine.link.client >= 0 {
             let room = pool.count - carried
             switch Sys.recv(engine.link.client, into: UnsafeMutableRawBufferPointer(rebasing: pool[carried...]),
                             flags: Int32(MSG_DONTWAIT)) {
