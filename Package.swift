@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "passt", targets: ["passt"]),
         .executable(name: "pasta", targets: ["pasta"]),
         .library(name: "PasstWire", targets: ["PasstWire"]),
+        .library(name: "PasstFlow", targets: ["PasstFlow"]),
     ],
     targets: [
         .target(name: "CPasstShim"),

@@ -25,7 +25,8 @@ let package = Package(
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]),
         .executableTarget(
             name: "wire-loops",
-            dependencies: [.product(name: "PasstWire", package: mainPackage)],
+            dependencies: [.product(name: "PasstWire", package: mainPackage),
+                           .product(name: "PasstFlow", package: mainPackage)],
             path: "Sources/wire-loops",
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
     ],

@@ -1,6 +1,7 @@
 // The Swift side of the micro-benchmark comparison: the same loops as c/wire_loops.c, written
-// with PasstWire's checksum and packet views. Prints "<name> <nanoseconds per operation>" lines
-// that compare-c.sh joins with the C figures.
+// with PasstWire's checksum and packet views and PasstFlow's flow table. Prints
+// "<name> <nanoseconds per operation>" lines that compare-c.sh joins with the C figures.
+import PasstFlow
 import PasstWire
 #if canImport(Glibc)
 import Glibc
@@ -47,6 +48,29 @@ for i in 0..<n {
 }
 t1 = nowNanoseconds()
 print("parse_ipv4_tcp", String(format2: (t1 - t0) / Double(n)))
+// Flow lookup: 100,000 TCP keys in a table of upstream's size, looked up in a scattered order
+// (the same keys, secret and order as c/wire_loops.c).
+do {
+    let keyCount = 100_000
+    var table = FlowTable(capacity: FlowTable.upstreamCapacity,
+                          secret: SipHashKey(k0: 0x0706_0504_0302_0100, k1: 0x0f0e_0d0c_0b0a_0908))
+    let ours = IPv6Address(v4Mapped: IPv4Address(192, 0, 2, 1))
+    let keys = (0..<keyCount).map { index in
+        FlowKey(proto: 6, interface: .tap, ourAddress: ours, ourPort: 80,
+                endpointAddress: IPv6Address(v4Mapped: IPv4Address(198, 51, 100, UInt8(truncatingIfNeeded: index))),
+                endpointPort: UInt16(1024 + index / 256))
+    }
+    for (index, key) in keys.enumerated() { table.insert(key, reference: UInt32(index)) }
+    n = 10_000_000
+    t0 = nowNanoseconds()
+    keys.withUnsafeBufferPointer { keys in
+        for i in 0..<n {
+            sink &+= UInt64(table.lookup(keys[(i &* 7919) % keyCount]) ?? UInt32.max)
+        }
+    }
+    t1 = nowNanoseconds()
+    print("flow_lookup", String(format2: (t1 - t0) / Double(n)))
+}
 if sink == 42 { print("") }
 
 extension String {
