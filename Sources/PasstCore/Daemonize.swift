@@ -1,4 +1,5 @@
-// Going to the background, the PID file (spec §1.4), and the open-file limit.
+// Going to the background, the PID file (spec §1.4), the open-file limit, and the lock-down
+// before the loop (spec §10.1, stage 4).
 //
 // Theory of operation: podman and libvirt take "the process returned with status 0" to mean
 // "ready": every socket bound, the tap up. So without -f the daemon does all of its set-up in the
@@ -79,6 +80,26 @@ enum ProcessLimits {
         limit.rlim_cur = limit.rlim_max
         if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 {
             Log.warning("Couldn't raise the open file limit: \(SyscallError(errno))")
+        }
+    }
+}
+
+/// The last isolation step before the loop (spec §10.1, stage 4; the seccomp filter is not
+/// there yet).
+enum Isolation {
+    /// PR_SET_DUMPABLE and PR_SET_NO_NEW_PRIVS (linux/prctl.h; not in Glibc's module).
+    static let setDumpable: Int32 = 4
+    static let setNoNewPrivileges: Int32 = 38
+
+    /// No core dumps, no ptrace by our own user, no /proc/PID access by others
+    /// (PR_SET_DUMPABLE 0), and no privilege gain through execve (PR_SET_NO_NEW_PRIVS): nothing
+    /// is executed after this point (pasta's command was started before). Failures are logged.
+    static func lockDown() {
+        if case .failure(let code) = Sys.prctl(Isolation.setDumpable, 0) {
+            Log.warning("Couldn't clear the dumpable flag: \(SyscallError(code))")
+        }
+        if case .failure(let code) = Sys.prctl(Isolation.setNoNewPrivileges, 1) {
+            Log.warning("Couldn't set no_new_privs: \(SyscallError(code))")
         }
     }
 }

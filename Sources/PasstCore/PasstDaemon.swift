@@ -101,6 +101,7 @@ public enum PasstDaemon {
         }
         var context = PasstContext(configuration: configuration, pcap: pcap, signals: signals, listener: listener,
                                    udpListeners: udpListeners, tcpListeners: tcpListeners)
+        Isolation.lockDown()
         try context.register(with: &loop, inheritedClient: options.tapFD)
         if case .failure(let code) = loop.run(&context) {
             throw PastaSetupError("epoll_wait: \(SyscallError(code))")

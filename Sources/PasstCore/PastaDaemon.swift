@@ -110,6 +110,7 @@ public enum PastaDaemon {
                                    guestMAC: link.guestMAC, guestLinkLocal: link.guestLinkLocal,
                                    childPID: childPID, quitWatch: target.quitWatch, udpListeners: udpListeners,
                                    udpForwarding: udpForwarding, tcpForwarding: tcpForwarding)
+        Isolation.lockDown()
         try context.register(with: &loop)
         if case .failure(let code) = loop.run(&context) {
             throw PastaSetupError("epoll_wait: \(SyscallError(code))")

@@ -34,7 +34,7 @@
 //   namespace's side with ECONNRESET.
 // - passt's qemu client vanishing mid-frame 100 times, each after a served ARP exchange and a
 //   burst of 50 unanswered requests (so passt has replies to write), at a different cut point.
-// - `ip netns del` of pasta's namespace during transfers both ways: pasta exits 0 within 2 s.
+// - `ip netns del` of pasta's namespace during transfers both ways: pasta exits 0 within 5 s.
 //
 // The namespace's kernel is the guest here; all traffic stays in the test bed's namespaces.
 import Foundation
@@ -475,7 +475,7 @@ struct FaultTests {
         }
     }
 
-    @Test("ip netns del under pasta during transfers both ways: pasta exits 0 within 2 s")
+    @Test("ip netns del under pasta during transfers both ways: pasta exits 0 within 5 s (0.3-0.8 s alone)")
     func namespaceDeletedUnderLoad() async throws {
         try await withTestBed { bed in
             let outPort: UInt16 = 7406, inPort: UInt16 = 7407
@@ -499,7 +499,8 @@ struct FaultTests {
             try Command.check(["ip", "netns", "del", target])
             let deleted = Date()
             var status: Int32 = 0
-            let exited = waitUntil(2) { waitpid(pasta.pid, &status, WNOHANG) == pasta.pid }
+            // 5 s: alone it takes 0.3-0.8 s, but the whole suite on 2 cores can delay it past 2 s.
+            let exited = waitUntil(5) { waitpid(pasta.pid, &status, WNOHANG) == pasta.pid }
             let elapsed = Date().timeIntervalSince(deleted)
             // Ends what pasta left hanging (the namespace's side lost its tap), so the threads return.
             sockets.forEach { shutdown($0, Int32(SHUT_RDWR)) }
