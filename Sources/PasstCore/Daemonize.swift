@@ -69,8 +69,31 @@ enum Daemon {
     }
 }
 
-/// Process-wide resource limits set at start-up.
-enum ProcessLimits {
+/// What both daemons do first and last: the signalfd and the open-file limit before anything
+/// else, and a set-up failure turned into its message and exit status 1.
+enum DaemonStart {
+    /// Runs `start`, the daemon's set-up and loop; a set-up failure is logged and gives 1.
+    static func run(_ start: () throws(PastaSetupError) -> Int32) -> Int32 {
+        do {
+            return try start()
+        } catch {
+            Log.error(error.description)
+            return 1
+        }
+    }
+
+    /// Blocks SIGTERM and SIGQUIT into the signalfd of `mode` and raises the open-file limit.
+    static func prepare(mode: ProgramMode) throws(PastaSetupError) -> DaemonSignals {
+        let signals: DaemonSignals
+        do {
+            signals = try DaemonSignals(mode: mode)
+        } catch {
+            throw PastaSetupError("Couldn't set up signal handling: \(error)")
+        }
+        raiseOpenFiles()
+        return signals
+    }
+
     /// Raises the soft limit of open files to the hard limit, as upstream does in both modes:
     /// every connection holds a socket and a timer, `-t all` a listener per port (failure only
     /// logged).

@@ -38,24 +38,13 @@ import Glibc
 public enum PasstDaemon {
     /// Runs passt with `configuration` (mode passt) until it ends; returns the exit status.
     public static func run(configuration: Configuration) -> Int32 {
-        do {
-            return try start(configuration)
-        } catch {
-            Log.error(error.description)
-            return 1
-        }
+        DaemonStart.run { () throws(PastaSetupError) in try start(configuration) }
     }
 
     /// Sets everything up and runs the loop; returns the exit status (0 in a daemonising parent).
     private static func start(_ configuration: Configuration) throws(PastaSetupError) -> Int32 {
         let options = configuration.options
-        let signals: DaemonSignals
-        do {
-            signals = try DaemonSignals(mode: .passt)
-        } catch {
-            throw PastaSetupError("Couldn't set up signal handling: \(error)")
-        }
-        ProcessLimits.raiseOpenFiles()
+        let signals = try DaemonStart.prepare(mode: .passt)
         let pidFile = try PIDFile(path: options.pidFile)
         let pcap = PcapWriter(path: options.pcapFile)
         var listener: Int32 = -1

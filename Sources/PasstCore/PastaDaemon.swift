@@ -37,12 +37,7 @@ import Glibc
 public enum PastaDaemon {
     /// Runs pasta with `configuration` (mode pasta) until it ends; returns the exit status.
     public static func run(configuration: Configuration) -> Int32 {
-        do {
-            return try start(configuration)
-        } catch {
-            Log.error(error.description)
-            return 1
-        }
+        DaemonStart.run { () throws(PastaSetupError) in try start(configuration) }
     }
 
     /// Sets everything up and runs the loop; returns the exit status (0 in a daemonising parent).
@@ -52,13 +47,7 @@ public enum PastaDaemon {
         if case .spawn = options.pastaTarget { isSpawn = true }
         if isSpawn && !options.debug && !options.trace { Logger.shared.configure(level: .warning) }
 
-        let signals: DaemonSignals
-        do {
-            signals = try DaemonSignals(mode: .pasta)
-        } catch {
-            throw PastaSetupError("Couldn't set up signal handling: \(error)")
-        }
-        ProcessLimits.raiseOpenFiles()
+        let signals = try DaemonStart.prepare(mode: .pasta)
         let pidFile = try PIDFile(path: options.pidFile)
         let pcap = PcapWriter(path: options.pcapFile)
         var target = try TargetNamespace.open(options, runAs: configuration.runAs)
