@@ -31,7 +31,7 @@ let package = Package(
         .testTarget(name: "PasstWireTests", dependencies: ["PasstWire"], exclude: ["Fixtures"]),
         .testTarget(name: "PasstSysTests", dependencies: ["PasstSys"]),
         .testTarget(name: "PasstConfigTests", dependencies: ["PasstConfig", "PasstWire"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["PasstConfig", "PasstWire", "PasstSys"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["PasstConfig", "PasstWire", "PasstSys", "PasstCore"]),
         .testTarget(name: "PasstServicesTests", dependencies: ["PasstServices", "PasstWire"], exclude: ["Fixtures"]),
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
         .testTarget(name: "PasstFlowTests", dependencies: ["PasstFlow", "PasstWire", "PasstSys", "CAllocationCounter"]),

@@ -33,7 +33,9 @@ _Static_assert(SHIM_CLONE_NEWNS == CLONE_NEWNS && SHIM_CLONE_NEWCGROUP == CLONE_
 _Static_assert(SHIM_IFNAMSIZ == IFNAMSIZ, "IFNAMSIZ");
 _Static_assert(SHIM_CAP_NET_BIND_SERVICE == 1ULL << CAP_NET_BIND_SERVICE &&
 	       SHIM_CAP_NET_ADMIN == 1ULL << CAP_NET_ADMIN && SHIM_CAP_SYS_PTRACE == 1ULL << CAP_SYS_PTRACE &&
-	       SHIM_CAP_SYS_ADMIN == 1ULL << CAP_SYS_ADMIN, "CAP_* values");
+	       SHIM_CAP_SYS_ADMIN == 1ULL << CAP_SYS_ADMIN && SHIM_CAP_SETGID == 1ULL << CAP_SETGID &&
+	       SHIM_CAP_SETUID == 1ULL << CAP_SETUID && SHIM_CAP_SETPCAP == 1ULL << CAP_SETPCAP &&
+	       SHIM_CAP_SETFCAP == 1ULL << CAP_SETFCAP, "CAP_* values");
 
 /* The child runs on its own copy of this stack until execvp(); only touched pages cost memory. */
 #define SPAWN_STACK_SIZE	(256 * 1024)
@@ -344,6 +346,7 @@ int shim_capset(uint64_t effective, uint64_t permitted)
 	for (i = 0; i < _LINUX_CAPABILITY_U32S_3; i++) {
 		data[i].effective = (uint32_t)(effective >> (32 * i));
 		data[i].permitted = (uint32_t)(permitted >> (32 * i));
+		data[i].inheritable = 0;
 	}
 
 	return (int)syscall(SYS_capset, &hdr, data);

@@ -1,5 +1,4 @@
-// Going to the background, the PID file (spec §1.4), the open-file limit, and the lock-down
-// before the loop (spec §10.1, stage 4).
+// Going to the background, the PID file (spec §1.4) and the open-file limit.
 //
 // Theory of operation: podman and libvirt take "the process returned with status 0" to mean
 // "ready": every socket bound, the tap up. So without -f the daemon does all of its set-up in the
@@ -52,18 +51,27 @@ struct PIDFile: ~Copyable {
 
 /// Forking into the background.
 enum Daemon {
+    /// Opens /dev/null for `fork`, which runs when the file system is already out of reach.
+    static func openNullDevice() throws(PastaSetupError) -> Int32 {
+        switch Sys.open("/dev/null", flags: O_RDWR) {
+        case .success(let null): return null.release()
+        case .wouldBlock: throw PastaSetupError("Couldn't open /dev/null: \(SyscallError(EAGAIN))")
+        case .failure(let code): throw PastaSetupError("Couldn't open /dev/null: \(SyscallError(code))")
+        }
+    }
+
     /// Forks; in the parent returns the child's PID, in the child detaches it from the terminal
-    /// and session and returns nil.
-    static func fork() throws(PastaSetupError) -> pid_t? {
+    /// and session, points the standard streams at `null` (/dev/null, then closed) and returns nil.
+    static func fork(null: Int32) throws(PastaSetupError) -> pid_t? {
         let pid = Glibc.fork()
         if pid < 0 { throw PastaSetupError("Couldn't fork: \(SyscallError(errno))") }
-        if pid > 0 { return pid }
-        _ = setsid()
-        let null = Glibc.open("/dev/null", O_RDWR | O_CLOEXEC)
-        if null >= 0 {
-            for standard in [STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO] { _ = dup2(null, standard) }
-            if null > STDERR_FILENO { close(null) }
+        if pid > 0 {
+            close(null)
+            return pid
         }
+        _ = setsid()
+        for standard in [STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO] { _ = dup2(null, standard) }
+        if null > STDERR_FILENO { close(null) }
         Logger.shared.setStderr(enabled: false)
         return nil
     }
@@ -103,26 +111,6 @@ enum DaemonStart {
         limit.rlim_cur = limit.rlim_max
         if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 {
             Log.warning("Couldn't raise the open file limit: \(SyscallError(errno))")
-        }
-    }
-}
-
-/// The last isolation step before the loop (spec §10.1, stage 4; the seccomp filter is not
-/// there yet).
-enum Isolation {
-    /// PR_SET_DUMPABLE and PR_SET_NO_NEW_PRIVS (linux/prctl.h; not in Glibc's module).
-    static let setDumpable: Int32 = 4
-    static let setNoNewPrivileges: Int32 = 38
-
-    /// No core dumps, no ptrace by our own user, no /proc/PID access by others
-    /// (PR_SET_DUMPABLE 0), and no privilege gain through execve (PR_SET_NO_NEW_PRIVS): nothing
-    /// is executed after this point (pasta's command was started before). Failures are logged.
-    static func lockDown() {
-        if case .failure(let code) = Sys.prctl(Isolation.setDumpable, 0) {
-            Log.warning("Couldn't clear the dumpable flag: \(SyscallError(code))")
-        }
-        if case .failure(let code) = Sys.prctl(Isolation.setNoNewPrivileges, 1) {
-            Log.warning("Couldn't set no_new_privs: \(SyscallError(code))")
         }
     }
 }

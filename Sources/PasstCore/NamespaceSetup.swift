@@ -21,7 +21,8 @@
 // entered (--netns without --userns, --netns-only, or a PID in our own user namespace) the switch
 // waits until the tap is open (`finishUserSwitch`), because /dev/net/tun may be closed to the
 // target user (it is 0600 on some machines). Either way the capabilities pasta needs afterwards
-// (SYS_ADMIN to enter the target, NET_ADMIN, NET_BIND_SERVICE; SYS_PTRACE when attaching) survive
+// (SYS_ADMIN to enter the target, NET_ADMIN, NET_BIND_SERVICE; SYS_PTRACE when attaching;
+// SETPCAP for the bounding set) survive
 // the switch and all others go (UserIdentity.swift); upstream loses them all when leaving root and
 // cannot attach then. Joining or creating a user namespace needs a single-threaded process: this
 // runs before anything could start a thread. Then, in the target, `lo` is brought up, the tap's
@@ -96,7 +97,7 @@ struct TargetNamespace: ~Copyable {
             // Staying root (--runas 0) keeps every capability until the ID map is written: mapping
             // the parent's root needs CAP_SETFCAP (Linux 5.12+), which `keep` does not hold.
             if runAs.uid != geteuid() || runAs.gid != getegid() { try switchUser(runAs, keeping: keep) }
-            try createUserNamespace()
+            try Isolation.createUserNamespace()
             pendingUser = nil
         }
         if pendingUser == nil, case .failure(let code) = CapabilitySet.restrict(to: keep) {
@@ -163,16 +164,6 @@ struct TargetNamespace: ~Copyable {
         return namespace
     }
 
-    /// Unshares a new user namespace mapping root inside to our own user and group (warnings only
-    /// if the maps cannot be written, as upstream).
-    private static func createUserNamespace() throws(PastaSetupError) {
-        let mapping = UserNamespaceMapping(uid: geteuid(), gid: getegid())
-        if case .failure(let code) = Namespaces.unshare(.user) {
-            throw PastaSetupError("Couldn't create user namespace: \(SyscallError(code))")
-        }
-        for failure in Namespaces.writeIDMaps(mapping) { Log.warning(failure.description) }
-    }
-
     /// Opens the user namespace at `path`; nil if it is the one we are in (setns would refuse it).
     private static func userNamespaceToJoin(_ path: String) throws(PastaSetupError) -> FileDescriptor? {
         let fd: FileDescriptor
@@ -189,10 +180,11 @@ struct TargetNamespace: ~Copyable {
     }
 
     /// What pasta keeps once its user namespace is settled (upstream's isolate_user): SYS_ADMIN
-    /// to enter the target, NET_ADMIN, NET_BIND_SERVICE, and SYS_PTRACE when `attaching` to
-    /// namespaces it did not create.
+    /// to enter the target, NET_ADMIN, NET_BIND_SERVICE, SETPCAP to empty the bounding set
+    /// later, and SYS_PTRACE when `attaching` to namespaces it did not create. Stage 3
+    /// (Isolation.swift) cuts this to SYS_ADMIN and NET_BIND_SERVICE.
     private static func runtimeCapabilities(attaching: Bool) -> CapabilitySet {
-        var keep: CapabilitySet = [.sysAdmin, .netAdmin, .netBindService]
+        var keep: CapabilitySet = [.sysAdmin, .netAdmin, .netBindService, .setPCap]
         if attaching { keep.insert(.sysPtrace) }
         return keep
     }

@@ -6,10 +6,12 @@
 //   2. opens the PID file and the pcap file, binds the listening UNIX socket (QemuSocket.swift,
 //      unless -F hands us a connected one) and announces it, binds the -t and -u listeners;
 //   3. switches to the --runas IDs (root in the init namespace becomes nobody), keeping no
-//      capability: everything privileged is done by now;
+//      capability: everything privileged is done by now; then creates a user namespace and
+//      detaches from the file system and the IPC, UTS and PID namespaces (Isolation.swift);
 //   4. goes to the background unless -f (Daemonize.swift: the parent writes the child's PID and
-//      returns 0, meaning "ready"), else writes its own PID, and runs the epoll loop until
-//      SIGTERM or SIGQUIT (exit 0), or, with -1 or -F, until the client leaves (exit 0).
+//      returns 0, meaning "ready"), else writes its own PID, locks itself down (seccomp) and
+//      runs the epoll loop until SIGTERM or SIGQUIT (exit 0), or, with -1 or -F, until the
+//      client leaves (exit 0).
 // A failure in steps 1-4 is logged and gives exit status 1.
 //
 // The loop (`PasstContext`): the shared GuestEngine (GuestEngine.swift) with the stream as its
@@ -72,9 +74,12 @@ public enum PasstDaemon {
         } catch {
             throw PastaSetupError(error.description)
         }
+        try Isolation.createUserNamespace()
+        let null = options.foreground ? -1 : try Daemon.openNullDevice()
+        try Isolation.detach(pidNamespace: true, keep: [])
 
         if !options.foreground {
-            if let daemon = try Daemon.fork() {
+            if let daemon = try Daemon.fork(null: null) {
                 pidFile.write(pid: daemon)
                 return 0
             }
@@ -90,7 +95,7 @@ public enum PasstDaemon {
         }
         var context = PasstContext(configuration: configuration, pcap: pcap, signals: signals, listener: listener,
                                    udpListeners: udpListeners, tcpListeners: tcpListeners)
-        Isolation.lockDown()
+        try Isolation.lockDown(mode: .passt)
         try context.register(with: &loop, inheritedClient: options.tapFD)
         if case .failure(let code) = loop.run(&context) {
             throw PastaSetupError("epoll_wait: \(SyscallError(code))")
@@ -202,7 +207,14 @@ struct PasstContext: ~Copyable, EventHandler {
     // MARK: Clients
 
     /// Accepts every pending connection: the first becomes the client, any other is closed at once.
+    /// A client that has closed its end but whose hang-up is not handled yet (both events can
+    /// come in one wake-up, the new connection first) is read to its end before.
     mutating func acceptClients(loop: inout EventLoop) {
+        if engine.link.client >= 0 && clientHasLeft() {
+            readClient(loop: &loop)
+            if engine.link.client >= 0 { disconnect(loop: &loop) }
+            if oneOff { return }
+        }
         while true {
             switch Sys.accept(listener) {
             case .success(let socket):
@@ -226,6 +238,13 @@ struct PasstContext: ~Copyable, EventHandler {
                 return
             }
         }
+    }
+
+    /// Whether the client closed its end of the stream (POLLRDHUP or POLLHUP pending).
+    func clientHasLeft() -> Bool {
+        let hangups = Int16(truncatingIfNeeded: EpollEvents.hangups.rawValue)
+        var ready = pollfd(fd: engine.link.client, events: hangups, revents: 0)
+        return poll(&ready, 1, 0) == 1 && ready.revents & (hangups | Int16(POLLERR)) != 0
     }
 
     /// Makes connected socket `fd` the client and watches it; returns whether it could be watched.

@@ -46,6 +46,7 @@ public enum PasstMain {
             Usage.capabilityLines.forEach { log.info($0) }
             return 0
         case .run(let options):
+            Isolation.startUp(keeping: options.tapFD)
             return configure(options, log: log)
         }
     }

@@ -7,10 +7,12 @@
 //      (NamespaceSetup.swift: --runas IDs, user namespace, spawned command held before exec);
 //   3. creates the tap inside the target (then switches to the --runas IDs if no user namespace
 //      was entered), configures `lo` and the tap (--config-net);
-//   4. goes to the background unless -f or spawn mode (Daemonize.swift: the parent writes the
-//      child's PID and returns 0, which means "ready"), else writes its own PID;
-//   5. releases the spawned command, and runs the epoll loop until a signal, the command's
-//      exit, or the namespace's disappearance ends it.
+//   4. detaches from the file system and the IPC, UTS (and, going to the background, PID)
+//      namespaces, keeping SYS_ADMIN and NET_BIND_SERVICE only (Isolation.swift); goes to the
+//      background unless -f or spawn mode (Daemonize.swift: the parent writes the child's PID
+//      and returns 0, which means "ready"), else writes its own PID;
+//   5. releases the spawned command, locks itself down (seccomp) and runs the epoll loop until
+//      a signal, the command's exit, or the namespace's disappearance ends it.
 // A failure in steps 2-4 is logged and gives exit status 1; a held command is killed on the way
 // out (dropping `PendingChild` kills it, spec §16.15).
 //
@@ -73,8 +75,11 @@ public enum PastaDaemon {
         let tcpForwarding = try TCPPortForwarding(configuration, namespace: target.namespace,
                                                   hostListeners: tcpListeners)
 
-        if !options.foreground && !isSpawn {
-            if let daemon = try Daemon.fork() {
+        let daemonises = !options.foreground && !isSpawn
+        let null = daemonises ? try Daemon.openNullDevice() : -1
+        try Isolation.detach(pidNamespace: daemonises, keep: [.sysAdmin, .netBindService])
+        if daemonises {
+            if let daemon = try Daemon.fork(null: null) {
                 pidFile.write(pid: daemon)
                 return 0
             }
@@ -99,7 +104,7 @@ public enum PastaDaemon {
                                    guestMAC: link.guestMAC, guestLinkLocal: link.guestLinkLocal,
                                    childPID: childPID, quitWatch: target.quitWatch, udpListeners: udpListeners,
                                    udpForwarding: udpForwarding, tcpForwarding: tcpForwarding)
-        Isolation.lockDown()
+        try Isolation.lockDown(mode: .pasta)
         try context.register(with: &loop)
         if case .failure(let code) = loop.run(&context) {
             throw PastaSetupError("epoll_wait: \(SyscallError(code))")

@@ -208,7 +208,7 @@ public struct TCPFlows: ~Copyable {
     }
 
     /// Whether net.core.rmem_max and wmem_max are both at least 4 MiB (read once).
-    static let largeBuffersAllowed: Bool = {
+    public static let largeBuffersAllowed: Bool = {
         func value(_ path: String) -> Int {
             let fd = open(path, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { return 0 }

@@ -34,6 +34,14 @@ public struct CapabilitySet: OptionSet, Hashable, Sendable {
     public static let sysPtrace = CapabilitySet(rawValue: SHIM_CAP_SYS_PTRACE)
     /// setns(2), unshare(2), mount(2) (CAP_SYS_ADMIN).
     public static let sysAdmin = CapabilitySet(rawValue: SHIM_CAP_SYS_ADMIN)
+    /// Change the group IDs (CAP_SETGID).
+    public static let setGID = CapabilitySet(rawValue: SHIM_CAP_SETGID)
+    /// Change the user IDs (CAP_SETUID).
+    public static let setUID = CapabilitySet(rawValue: SHIM_CAP_SETUID)
+    /// Drop capabilities from the bounding set (CAP_SETPCAP).
+    public static let setPCap = CapabilitySet(rawValue: SHIM_CAP_SETPCAP)
+    /// Map root of the parent namespace in a user namespace's ID map (CAP_SETFCAP).
+    public static let setFCap = CapabilitySet(rawValue: SHIM_CAP_SETFCAP)
 
     /// The calling thread's (effective, permitted) sets.
     public static func current() -> SyscallResult<(effective: CapabilitySet, permitted: CapabilitySet)> {
@@ -44,7 +52,7 @@ public struct CapabilitySet: OptionSet, Hashable, Sendable {
     }
 
     /// Limits the calling thread's effective and permitted sets to the permitted ones in `keep`,
-    /// all of them effective.
+    /// all of them effective, and empties its inheritable set.
     public static func restrict(to keep: CapabilitySet) -> SyscallResult<Void> {
         let permitted: CapabilitySet
         switch current() {

@@ -17,10 +17,6 @@ import PasstSys
 /// UID and GID of the ordinary user the tests run pasta as.
 let ordinaryID = 64123
 
-/// Capabilities pasta keeps when attached (SYS_ADMIN, SYS_PTRACE, NET_ADMIN, NET_BIND_SERVICE),
-/// as /proc/PID/status shows CapEff.
-let attachedCapabilities = "0000000000281400"
-
 /// `arguments` run as the ordinary user, without supplementary groups.
 func asOrdinaryUser(_ arguments: [String]) -> [String] {
     ["setpriv", "--reuid", "\(ordinaryID)", "--regid", "\(ordinaryID)", "--clear-groups"] + arguments
@@ -149,7 +145,7 @@ struct PastaUnprivilegedTests {
             #expect(status["Uid"] == "\(uid)\t\(uid)\t\(uid)\t\(uid)", "\(pasta.stderr())")
             #expect(status["Gid"] == "\(gid)\t\(gid)\t\(gid)\t\(gid)")
             #expect(status["Groups"] == "")
-            #expect(status["CapEff"] == attachedCapabilities)
+            #expect(status["CapEff"] == pastaRuntimeCapabilities)
             #expect(pasta.stderr().contains("Started as root, will change to nobody.") == isDefault)
 
             let ping = try bed.run(in: target, ["ping", "-c1", "-W2", "192.0.2.1"])

@@ -6,4 +6,5 @@
 #include "shim_getopt.h"
 #include "shim_sys.h"
 #include "shim_ns.h"
+#include "shim_isolation.h"
 #endif

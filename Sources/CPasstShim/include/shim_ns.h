@@ -81,15 +81,19 @@ int shim_tap_get_mac(int fd, uint8_t mac[6]);
 int shim_tap_set_mac(int fd, const uint8_t mac[6]);
 
 /* Capability bit numbers (<linux/capability.h>), as masks for shim_capget()/shim_capset(). */
+#define SHIM_CAP_SETGID		(1ULL << 6)
+#define SHIM_CAP_SETUID		(1ULL << 7)
+#define SHIM_CAP_SETPCAP		(1ULL << 8)
 #define SHIM_CAP_NET_BIND_SERVICE	(1ULL << 10)
 #define SHIM_CAP_NET_ADMIN		(1ULL << 12)
 #define SHIM_CAP_SYS_PTRACE		(1ULL << 19)
 #define SHIM_CAP_SYS_ADMIN		(1ULL << 21)
+#define SHIM_CAP_SETFCAP		(1ULL << 31)
 
 /** capget(2) of the calling thread: fills the effective and permitted masks; returns 0 or -1. */
 int shim_capget(uint64_t *effective, uint64_t *permitted);
 
-/** capset(2) of the calling thread: sets effective and permitted, keeps inheritable; 0 or -1. */
+/** capset(2) of the calling thread: sets effective and permitted, clears inheritable; 0 or -1. */
 int shim_capset(uint64_t effective, uint64_t permitted);
 
 #endif
