@@ -35,6 +35,13 @@
 // - passt's qemu client vanishing mid-frame 100 times, each after a served ARP exchange and a
 //   burst of 50 unanswered requests (so passt has replies to write), at a different cut point.
 // - `ip netns del` of pasta's namespace during transfers both ways: pasta exits 0 within 5 s.
+// - A guest sending malformed frames as fast as a packet socket in the namespace can write them
+//   (3 s, some 10^5 frames) during a 64 MiB upload: each frame is a well-formed template (TCP,
+//   UDP, ICMP echo, ARP, DHCP, NDP, over IPv4 and IPv6) broken in one way that makes it invalid
+//   (`MalformedFrames`), so none may create a flow: the upload arrives intact, an echo works
+//   after, the descriptors are back at baseline at once and pasta is alive. The frames carry the
+//   guest's own MAC address: pasta sends to the source of the guest's last frame (as upstream),
+//   so frames from another address would only cut the guest off from itself.
 //
 // The namespace's kernel is the guest here; all traffic stays in the test bed's namespaces.
 import Foundation
@@ -259,6 +266,111 @@ enum StampedStream {
     }
 }
 
+/// Frames a hostile guest might send: valid templates, each broken in one way that makes it
+/// invalid (truncated headers, lengths past the frame, impossible header lengths, wrong versions,
+/// fragments, unknown types), from the guest's addresses to the bed's gateway only.
+struct MalformedFrames {
+    static let pastaMAC: [UInt8] = [0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55]
+    static let guest4: [UInt8] = [192, 0, 2, 2], gateway4: [UInt8] = [192, 0, 2, 1]
+    static let guest6: [UInt8] = [0xfd, 0] + [UInt8](repeating: 0, count: 13) + [2]
+    static let gateway6: [UInt8] = [0xfd, 0] + [UInt8](repeating: 0, count: 13) + [1]
+
+    /// An IPv4 packet of `proto` carrying `payload` (checksum left 0: pasta does not check it).
+    static func ipv4(_ proto: UInt8, _ payload: [UInt8], from guestMAC: [UInt8]) -> [UInt8] {
+        let total = 20 + payload.count
+        return pastaMAC + guestMAC + [0x08, 0x00, 0x45, 0, UInt8(total >> 8), UInt8(total & 0xff), 0, 1, 0x40, 0,
+                                      64, proto, 0, 0] + guest4 + gateway4 + payload
+    }
+
+    /// An IPv6 packet with next header `next` carrying `payload`.
+    static func ipv6(_ next: UInt8, _ payload: [UInt8], from guestMAC: [UInt8]) -> [UInt8] {
+        pastaMAC + guestMAC + [0x86, 0xdd, 0x60, 0, 0, 0, UInt8(payload.count >> 8), UInt8(payload.count & 0xff), next, 64]
+            + guest6 + gateway6 + payload
+    }
+
+    /// A TCP header from port 40000 to `port` with `flags`, data offset 5, and `data`.
+    static func tcp(port: UInt16, flags: UInt8, _ data: [UInt8] = []) -> [UInt8] {
+        [0x9c, 0x40, UInt8(port >> 8), UInt8(port & 0xff), 0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0] + data
+    }
+
+    /// A UDP datagram from port 40000 to `port` carrying `data`.
+    static func udp(port: UInt16, _ data: [UInt8]) -> [UInt8] {
+        let length = 8 + data.count
+        return [0x9c, 0x40, UInt8(port >> 8), UInt8(port & 0xff), UInt8(length >> 8), UInt8(length & 0xff), 0, 0] + data
+    }
+
+    /// The valid templates: SYN, data, UDP, DHCP, ICMP echo over IPv4; SYN, UDP, echo, NS over
+    /// IPv6; an ARP request; with the offsets of their L3 and L4 headers.
+    let templates: [(frame: [UInt8], l3: Int, l4: Int)]
+
+    /// The templates of a guest whose MAC address is `guestMAC`.
+    init(guestMAC: [UInt8]) {
+        typealias Frames = MalformedFrames
+        let payload = [UInt8](repeating: 0x61, count: 64)
+        let dhcp = [UInt8](repeating: 0, count: 236) + [99, 130, 83, 99, 53, 1, 1, 255]
+        let arp = Frames.pastaMAC + guestMAC + [0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1] + guestMAC + Frames.guest4
+            + [UInt8](repeating: 0, count: 6) + Frames.gateway4
+        templates = [
+            (Frames.ipv4(6, Frames.tcp(port: 7499, flags: 0x02), from: guestMAC), 14, 34),
+            (Frames.ipv4(6, Frames.tcp(port: 7499, flags: 0x18, payload), from: guestMAC), 14, 34),
+            (Frames.ipv4(17, Frames.udp(port: 7498, payload), from: guestMAC), 14, 34),
+            (Frames.ipv4(17, Frames.udp(port: 67, dhcp), from: guestMAC), 14, 34),
+            (Frames.ipv4(1, [8, 0, 0, 0, 0, 1, 0, 1] + payload, from: guestMAC), 14, 34),
+            (Frames.ipv6(6, Frames.tcp(port: 7499, flags: 0x02), from: guestMAC), 14, 54),
+            (Frames.ipv6(17, Frames.udp(port: 7498, payload), from: guestMAC), 14, 54),
+            (Frames.ipv6(58, [128, 0, 0, 0, 0, 1, 0, 1] + payload, from: guestMAC), 14, 54),
+            (Frames.ipv6(58, [135, 0, 0, 0, 0, 0, 0, 0] + Frames.gateway6, from: guestMAC), 14, 54),
+            (arp, 14, 14),
+        ]
+    }
+
+    /// One malformed frame: template `index % templates.count`, broken by way `index / templates.count`.
+    func frame(_ index: Int, random: inout some RandomNumberGenerator) -> [UInt8] {
+        let (template, l3, l4) = templates[index % templates.count]
+        var frame = template
+        let isIPv4 = frame[12] == 0x08 && frame[13] == 0x00
+        let isIPv6 = frame[12] == 0x86
+        switch (index / templates.count) % 8 {
+        case 0:  // cut inside the headers
+            frame = Array(frame.prefix(Int.random(in: 12..<max(13, l4 + 8), using: &random)))
+        case 1:  // IP length past the frame
+            if isIPv4 { frame[16] = 0xff } else if isIPv6 { frame[18] = 0xff } else { frame[21] = 9 }
+        case 2:  // impossible header length, or wrong version for the EtherType
+            if isIPv4 { frame[14] = 0x40 | UInt8.random(in: 0...4, using: &random) } else { frame[14] = 0x40 }
+        case 3:  // a later IPv4 fragment / an IPv6 fragment header chain that ends early
+            if isIPv4 { frame[20] = 0x20; frame[21] = 0x10 } else if isIPv6 { frame[20] = 44; frame = Array(frame.prefix(58)) }
+            else { frame[19] = 8 }
+        case 4:  // L4 header length fields that cannot be (TCP offset < 5, UDP length < 8 or past the end)
+            if l4 > 14 && frame.count > l4 + 13 {
+                switch frame[l3 + (isIPv4 ? 9 : 6)] {
+                case 6: frame[l4 + 12] = UInt8.random(in: 0...4, using: &random) << 4
+                case 17: frame[l4 + 4] = 0; frame[l4 + 5] = UInt8.random(in: 0...7, using: &random)
+                default: frame = Array(frame.prefix(l4 + 3))
+                }
+            } else {
+                frame = Array(frame.prefix(l4 + 3))
+            }
+        case 5:  // unknown EtherType with the template's bytes
+            frame[12] = 0x88
+            frame[13] = UInt8.random(in: 0...255, using: &random)
+        case 6:  // unknown IP protocol
+            if isIPv4 { frame[23] = 253 } else if isIPv6 { frame[20] = 253 } else { frame[15] = 0x77 }
+        default:  // random header bytes, but the addresses kept and the protocol unknown
+            for offset in 14..<min(frame.count, l4 + 20) { frame[offset] = UInt8.random(in: 0...255, using: &random) }
+            if isIPv4 {
+                frame.replaceSubrange(26..<34, with: MalformedFrames.guest4 + MalformedFrames.gateway4)
+                frame[14] = 0x45
+                frame[23] = 253
+            } else if isIPv6 {
+                frame.replaceSubrange(22..<54, with: MalformedFrames.guest6 + MalformedFrames.gateway6)
+                frame[14] = 0x60
+                frame[20] = 253
+            }
+        }
+        return frame
+    }
+}
+
 /// Runs `body` on a new thread; the returned function waits for it and gives its result.
 func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) -> () -> T {
     let result = Mutex<T?>(nil)
@@ -435,6 +547,67 @@ struct FaultTests {
             let after = Footprint.awaitBaseline(pasta.pid, baseline, within: 5)
             #expect(after.isBack(to: baseline), "\(after), baseline \(baseline)")
             print("Reset mid-transfer: reset side got \(partial.count) B, its sender failed (errno \(reset.error)) \(delay) s after the reset with \(reset.sent) B sent; other \(whole.count) B intact \(whole.intact); baseline \(baseline), after \(after)")
+            #expect(bed.stop(pasta) == 0, "\(pasta.stderr().suffix(2000))")
+        }
+    }
+
+    @Test("3 s of malformed frames from the guest at full speed during a 64 MiB upload: upload intact, no flow, fds at baseline")
+    func malformedFramesAtFullSpeed() async throws {
+        try await withTestBed { bed in
+            let port: UInt16 = 7406, echoPort: UInt16 = 7407
+            let (target, pasta) = try bed.startPastaAttached(["-t", "none"] + FaultTests.quiet)
+            let server = TCPEchoServer(listener: try TCPTestSocket.listen(bed, in: bed.host, address: "::",
+                                                                          port: echoPort, dualStack: true))
+            defer { server.stop() }
+            let listener = try TCPTestSocket.listen(bed, in: bed.host, address: "::", port: port, dualStack: true)
+            defer { close(listener) }
+            try #require(FaultTests.echoWorks(bed, from: target, port: echoPort), "\(pasta.stderr())")
+            let baseline = Footprint.settled(pasta.pid)
+
+            let links = try jsonObjects(try bed.run(in: target, ["ip", "-j", "link", "show", "eth0"]).stdout)
+            let index = try #require(links.first?["ifindex"] as? Int)
+            let mac = try #require((links.first?["address"] as? String)?.split(separator: ":").compactMap { UInt8($0, radix: 16) })
+            try #require(mac.count == 6)
+            let malformed = MalformedFrames(guestMAC: mac)
+            let packet = try bed.openSocket(in: target, domain: AF_PACKET, type: Int32(SOCK_RAW.rawValue),
+                                            protocol: 0).release()
+            defer { close(packet) }
+            // struct sockaddr_ll (not in the Glibc module): family, protocol, ifindex, hatype,
+            // pkttype, halen, addr[8].
+            let address = withUnsafeBytes(of: UInt16(AF_PACKET)) { Array($0) } + [0, 0]
+                + withUnsafeBytes(of: Int32(index)) { Array($0) } + [0, 0, 0, 6] + [UInt8](repeating: 0, count: 8)
+
+            let blocks = 64
+            let client = try TCPTestSocket.connect(bed, in: target, to: TestBed.routerIPv4, port: port)
+            let receiver = BulkTransfer.accept(listener)
+            try #require(receiver >= 0)
+            let upload = onThread { StampedStream.send(client, blocks: blocks) }
+            let received = onThread { StampedStream.receive(receiver) }
+            var random = SystemRandomNumberGenerator()
+            var sent = 0, refused = 0
+            let end = Date().addingTimeInterval(3)
+            while Date() < end {
+                for _ in 0..<256 {
+                    let frame = malformed.frame(sent + refused, random: &random)
+                    let n = address.withUnsafeBytes {
+                        sendto(packet, frame, frame.count, 0, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self),
+                               socklen_t($0.count))
+                    }
+                    if n == frame.count { sent += 1 } else { refused += 1 }
+                }
+            }
+            let uploaded = upload()
+            close(client)
+            let whole = received()
+            close(receiver)
+            #expect(sent > 10_000, "\(sent) frames sent, \(refused) refused")
+            #expect(uploaded.sent == blocks * StampedStream.blockSize && uploaded.error == 0,
+                    "upload: \(uploaded.sent) B sent, errno \(uploaded.error); \(pasta.stderr().suffix(1000))")
+            #expect(whole.count == blocks * StampedStream.blockSize && whole.intact, "\(whole.count) B received")
+            #expect(FaultTests.echoWorks(bed, from: target, port: echoPort), "after the storm; \(pasta.stderr().suffix(2000))")
+            let after = Footprint.awaitBaseline(pasta.pid, baseline, within: 5)
+            #expect(after.isBack(to: baseline), "\(after), baseline \(baseline)")
+            print("Malformed frames: \(sent) sent in 3 s (\(refused) refused by the packet socket) during a \(blocks) MiB upload, intact \(whole.intact); baseline \(baseline), after \(after)")
             #expect(bed.stop(pasta) == 0, "\(pasta.stderr().suffix(2000))")
         }
     }
