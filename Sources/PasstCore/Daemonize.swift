@@ -77,8 +77,9 @@ enum Daemon {
     }
 }
 
-/// What both daemons do first and last: the signalfd and the open-file limit before anything
-/// else, and a set-up failure turned into its message and exit status 1.
+/// What both daemons do first and last: the signalfd, the open-file limit and the spare
+/// descriptor before anything else, and a set-up failure turned into its message and exit
+/// status 1.
 enum DaemonStart {
     /// Runs `start`, the daemon's set-up and loop; a set-up failure is logged and gives 1.
     static func run(_ start: () throws(PastaSetupError) -> Int32) -> Int32 {
@@ -90,7 +91,8 @@ enum DaemonStart {
         }
     }
 
-    /// Blocks SIGTERM and SIGQUIT into the signalfd of `mode` and raises the open-file limit.
+    /// Blocks SIGTERM and SIGQUIT into the signalfd of `mode`, raises the open-file limit and
+    /// takes the spare descriptor that refuses connections once no other is left.
     static func prepare(mode: ProgramMode) throws(PastaSetupError) -> DaemonSignals {
         let signals: DaemonSignals
         do {
@@ -99,6 +101,7 @@ enum DaemonStart {
             throw PastaSetupError("Couldn't set up signal handling: \(error)")
         }
         raiseOpenFiles()
+        DescriptorReserve.take()
         return signals
     }
 

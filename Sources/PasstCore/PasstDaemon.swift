@@ -235,6 +235,7 @@ struct PasstContext: ~Copyable, EventHandler {
                 return
             case .failure(let code):
                 Log.debug("accept on the UNIX domain socket: \(SyscallError(code))")
+                if DescriptorReserve.isExhaustion(code) { DescriptorReserve.refuseOne(from: listener) }
                 return
             }
         }

@@ -22,16 +22,26 @@ public struct SocketAddress {
     public init() {}
 
     /// Accepts one pending connection on `listener` (non-blocking, close-on-exec): the new
-    /// socket and its peer's address, or nil when none is pending or accept fails.
+    /// socket and its peer's address, or nil when none is pending or accept fails. Out of
+    /// descriptors, one waiting connection is refused instead (DescriptorReserve) and nil returned.
     public static func accept(from listener: Int32) -> (fd: Int32, peer: SocketAddress)? {
         var peer = SocketAddress()
         var length = socklen_t(MemoryLayout<sockaddr_in6>.size)
         let accepted = withUnsafeMutableBytes(of: &peer.storage) {
             Sys.accept(listener, address: $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), length: &length)
         }
-        guard case .success(let owned) = accepted else { return nil }
-        peer.length = length
-        return (owned.release(), peer)
+        switch consume accepted {
+        case .success(let owned):
+            peer.length = length
+            return (owned.release(), peer)
+        case .failure(let code) where DescriptorReserve.isExhaustion(code):
+            DescriptorReserve.refuseOne(from: listener)
+            return nil
+        case .failure:
+            return nil
+        case .wouldBlock:
+            return nil
+        }
     }
 
     /// `address` (v4-mapped for IPv4) and `port`, as sockaddr_in if `ipv4Socket`, else sockaddr_in6

@@ -35,6 +35,12 @@
 // - passt's qemu client vanishing mid-frame 100 times, each after a served ARP exchange and a
 //   burst of 50 unanswered requests (so passt has replies to write), at a different cut point.
 // - `ip netns del` of pasta's namespace during transfers both ways: pasta exits 0 within 5 s.
+// - Out of descriptors: pasta under an open-file limit of 260 (about 140 in use idle) while 300
+//   host connections arrive at once on -t. Those it cannot take are reset at once (its spare
+//   descriptor refuses one per wake-up) rather than left waiting in the backlog, which would
+//   wake the loop for ever: pasta stays nearly idle meanwhile, every client gets a verdict or a
+//   reset (none hangs), and once they are gone a new connection is served and the descriptors
+//   are back at baseline.
 // - A guest sending malformed frames as fast as a packet socket in the namespace can write them
 //   (3 s, some 10^5 frames) during a 64 MiB upload: each frame is a well-formed template (TCP,
 //   UDP, ICMP echo, ARP, DHCP, NDP, over IPv4 and IPv6) broken in one way that makes it invalid
@@ -391,6 +397,14 @@ struct FaultTests {
     /// Options that keep every other forwarding out of the way.
     static let quiet = ["-u", "none", "-T", "none", "-U", "none"]
 
+    /// User plus system CPU time of process `pid` so far, in seconds (/proc/PID/stat).
+    static func cpuSeconds(_ pid: pid_t) -> Double {
+        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return -1 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     /// One 64 KiB echo through the gateway to `port`; returns whether it came back whole.
     static func echoWorks(_ bed: TestBed, from target: String, port: UInt16) -> Bool {
         guard let client = try? TCPTestSocket.connect(bed, in: target, to: TestBed.routerIPv4, port: port) else { return false }
@@ -547,6 +561,69 @@ struct FaultTests {
             let after = Footprint.awaitBaseline(pasta.pid, baseline, within: 5)
             #expect(after.isBack(to: baseline), "\(after), baseline \(baseline)")
             print("Reset mid-transfer: reset side got \(partial.count) B, its sender failed (errno \(reset.error)) \(delay) s after the reset with \(reset.sent) B sent; other \(whole.count) B intact \(whole.intact); baseline \(baseline), after \(after)")
+            #expect(bed.stop(pasta) == 0, "\(pasta.stderr().suffix(2000))")
+        }
+    }
+
+    @Test("Out of descriptors (limit 260): of 300 connections at once the excess is reset at once, pasta stays idle, then serves again")
+    func descriptorExhaustion() async throws {
+        try await withTestBed { bed in
+            let port: UInt16 = 7408
+            let target = try bed.makeNamespace("emf")
+            let pidFile = bed.directory + "/emf.pid"
+            let pasta = try bed.startBackground(in: bed.host, ["prlimit", "--nofile=260:260", try pastaBinary(), "-f",
+                                                               "--config-net", "-P", pidFile, "-t", "\(port)"]
+                                                + FaultTests.quiet + ["--netns", target])
+            try #require(waitUntil(10) { pidFileWritten(pidFile) }, "\(pasta.stderr())")
+            let listener = try TCPTestSocket.listen(bed, in: target, address: "::", port: port, dualStack: true)
+            defer { close(listener) }
+            _ = Glibc.listen(listener, 4096)
+            /// One connection from the host through -t, verified by the namespace's server.
+            func oneServed() throws -> Bool {
+                let served = onThread { ManyConnections.serve(listener, expected: 1, deadline: Date().addingTimeInterval(10)) }
+                let client = try TCPTestSocket.connectWhenListening(bed, in: bed.host, to: TestBed.hostIPv4, port: port)
+                defer { close(client) }
+                return ManyConnections.run([client]) == 1 && served() == 1
+            }
+            try #require(try oneServed(), "\(pasta.stderr())")
+            let baseline = Footprint.settled(pasta.pid)
+
+            let count = 300
+            let served = onThread { ManyConnections.serve(listener, expected: count, deadline: Date().addingTimeInterval(10)) }
+            var clients: [Int32] = []
+            for _ in 0..<count { clients.append(try TCPTestSocket.connect(bed, in: bed.host, to: TestBed.hostIPv4, port: port)) }
+            usleep(200_000)
+            let peak = Footprint.of(pasta.pid)
+            let cpuBefore = FaultTests.cpuSeconds(pasta.pid)
+            sleep(2)
+            let cpu = FaultTests.cpuSeconds(pasta.pid) - cpuBefore
+            var verified = 0, reset = 0, hung = 0
+            for (index, fd) in clients.enumerated() {
+                let message = withUnsafeBytes(of: UInt32(index).bigEndian) { Array($0) } + ManyConnections.pattern
+                _ = send(fd, message, message.count, Int32(MSG_NOSIGNAL))
+                shutdown(fd, Int32(SHUT_WR))
+            }
+            for (index, fd) in clients.enumerated() {
+                var reply = [UInt8](repeating: 0, count: 16)
+                let n = recv(fd, &reply, reply.count, Int32(MSG_WAITALL))
+                if n == 5 && Array(reply.prefix(5)) == withUnsafeBytes(of: UInt32(index).bigEndian, { Array($0) }) + [1] {
+                    verified += 1
+                } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                    hung += 1
+                } else {
+                    reset += 1
+                }
+            }
+            clients.forEach { close($0) }
+            let answered = served()
+            #expect(hung == 0 && verified + reset == count, "\(verified) verified, \(reset) reset, \(hung) hung")
+            #expect(verified >= 20 && reset >= 1 && answered == verified,
+                    "\(verified) verified (\(answered) answered), \(reset) reset; peak \(peak)")
+            #expect(cpu < 0.5, "pasta used \(cpu) s of CPU in 2 s while out of descriptors")
+            #expect(try oneServed(), "after the exhaustion; \(pasta.stderr().suffix(2000))")
+            let after = Footprint.awaitBaseline(pasta.pid, baseline, within: 10)
+            #expect(after.isBack(to: baseline), "\(after), baseline \(baseline), peak \(peak)")
+            print("Descriptor exhaustion: baseline \(baseline), peak \(peak); \(verified) verified, \(reset) reset, \(hung) hung; \(cpu) s CPU in 2 s; after \(after)")
             #expect(bed.stop(pasta) == 0, "\(pasta.stderr().suffix(2000))")
         }
     }
