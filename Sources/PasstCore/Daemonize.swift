@@ -36,8 +36,8 @@ struct PIDFile: ~Copyable {
         if fd >= 0 { _ = FileDescriptor(taking: fd).close() }
     }
 
-    /// Writes "<pid>\n" to the file (no-op without -P); a failure is logged.
-    func write(pid: pid_t) {
+    /// Writes "<pid>\n" to the file (no-op without -P) and closes it; a failure is logged.
+    consuming func write(pid: pid_t) {
         guard fd >= 0 else { return }
         let text = Array("\(pid)\n".utf8)
         let raw = fd
