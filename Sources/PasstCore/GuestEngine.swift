@@ -153,14 +153,13 @@ struct GuestEngine<Link: GuestLink & ~Copyable>: ~Copyable {
         case .udpListen:
             relayUDPListener(Int(token.data), fd: token.fd, loop: &loop)
         case .tcp:
-            tcp.handleSocketEvent(slot: Int(token.data), fd: token.fd, events: events, now: loop.now, table: &flows,
-                                  tap: &link)
+            tcp.handleSocketEvent(token, events: events, now: loop.now, table: &flows, tap: &link)
         case .tcpTimer:
-            tcp.handleTimer(slot: Int(token.data), fd: token.fd, now: loop.now, table: &flows, tap: &link)
+            tcp.handleTimerEvent(token, now: loop.now, table: &flows, tap: &link)
         case .tcpListen:
             tcpForwarding.accept(Int(token.data), now: loop.now, guest: guest, tcp: &tcp, table: &flows, tap: &link)
         case .tcpSplice:
-            tcpForwarding.handleSpliceEvent(data: token.data, fd: token.fd, events: events)
+            tcpForwarding.handleSpliceEvent(token, events: events)
         default:
             Log.debug("Unexpected event for token \(token.rawValue)")
         }

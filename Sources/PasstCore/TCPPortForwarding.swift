@@ -241,11 +241,9 @@ struct TCPPortForwarding: ~Copyable {
         _ = spliced.open(accepted: fd, target: socket, to: SocketAddress(loopback, port: port, ipv4Socket: !isIPv6))
     }
 
-    /// Handles `events` of a spliced socket with token data `data` (slot << 1 | side), number `fd`.
-    mutating func handleSpliceEvent(data: UInt32, fd: Int32, events: EpollEvents) {
-        let (slot, side) = (Int(data >> 1), Int(data & 1))
-        guard spliced.owns(slot: slot, side: side, fd: fd) else { return }
-        spliced.handleEvent(slot: slot, side: side, events: events)
+    /// Handles readiness `events` of the spliced socket `token` names.
+    mutating func handleSpliceEvent(_ token: EventToken, events: EpollEvents) {
+        spliced.handleEvent(token, events: events)
     }
 
     // MARK: Auto

@@ -102,10 +102,8 @@ public struct TCPFlows: ~Copyable {
 
     /// Connection records (calloc: all zero is free).
     let connections: UnsafeMutablePointer<TCPConnection>
-    /// Slots given back, a stack, and slots never used so far.
-    let freeSlots: UnsafeMutablePointer<Int32>
-    var freeCount = 0
-    var neverUsed = 0
+    /// Free and used slots, and the generations their epoll tokens carry.
+    var slots: SlotStack
     /// Most connections.
     public let capacity: Int
     /// Open connections.
@@ -143,12 +141,10 @@ public struct TCPFlows: ~Copyable {
     /// sockets and timers get tokens of kind `socketKind` / `timerKind`.
     public init(capacity: Int = FlowTable.upstreamCapacity, rules: ForwardingRules, listeners: [TCPListener] = [],
                 mtu: Int, socketKind: UInt8, timerKind: UInt8, isnSecret: SipHashKey = .random()) {
-        precondition(capacity > 0 && capacity < Int(Int32.max))
         let records = calloc(capacity, MemoryLayout<TCPConnection>.stride)
-        let stack = malloc(capacity * MemoryLayout<Int32>.stride)
-        precondition(records != nil && stack != nil, "Can't allocate the TCP connection table")
+        precondition(records != nil, "Can't allocate the TCP connection table")
         connections = records!.bindMemory(to: TCPConnection.self, capacity: capacity)
-        freeSlots = stack!.bindMemory(to: Int32.self, capacity: capacity)
+        slots = SlotStack(capacity: capacity)
         self.capacity = capacity
         self.rules = rules
         self.listeners = listeners
@@ -166,13 +162,12 @@ public struct TCPFlows: ~Copyable {
     }
 
     deinit {
-        for slot in 0..<neverUsed where connections[slot].inUse {
+        for slot in 0..<slots.neverUsed where connections[slot].inUse {
             close(connections[slot].socket)
             if connections[slot].timer > 0 { close(connections[slot].timer) }
         }
         TCPListeners.closeAll(listeners)
         free(connections)
-        free(freeSlots)
         pool.deallocate()
         vectors.deallocate()
         control.deallocate()
@@ -183,17 +178,17 @@ public struct TCPFlows: ~Copyable {
 
     /// The socket of connection `slot`, -1 if the slot is free.
     public func socket(ofSlot slot: Int) -> Int32 {
-        slot >= 0 && slot < neverUsed && connections[slot].inUse ? connections[slot].socket : -1
+        slot >= 0 && slot < slots.neverUsed && connections[slot].inUse ? connections[slot].socket : -1
     }
 
     /// The events of connection `slot` (empty if free).
     public func events(ofSlot slot: Int) -> TCPEvents {
-        slot >= 0 && slot < neverUsed && connections[slot].inUse ? connections[slot].events : []
+        slot >= 0 && slot < slots.neverUsed && connections[slot].inUse ? connections[slot].events : []
     }
 
     /// The flags of connection `slot` (empty if free).
     public func flags(ofSlot slot: Int) -> TCPConnectionFlags {
-        slot >= 0 && slot < neverUsed && connections[slot].inUse ? connections[slot].flags : []
+        slot >= 0 && slot < slots.neverUsed && connections[slot].inUse ? connections[slot].flags : []
     }
 
     // MARK: Set-up helpers
@@ -235,15 +230,22 @@ public struct TCPFlows: ~Copyable {
         return UInt32(truncatingIfNeeded: hash >> 32 ^ hash) &+ UInt32(truncatingIfNeeded: now >> 5)
     }
 
-    /// A free slot, nil if none.
-    mutating func allocateSlot() -> Int? {
-        if freeCount > 0 {
-            freeCount -= 1
-            return Int(freeSlots[freeCount])
-        }
-        guard neverUsed < capacity else { return nil }
-        neverUsed += 1
-        return neverUsed - 1
+    /// The epoll token payload of `slot` in its current generation (SlotStack.swift).
+    func tokenData(_ slot: Int) -> UInt32 {
+        slots.tokenData(slot)
+    }
+
+    /// The slot an event token's payload names, if that slot still holds the connection the
+    /// token was made for (a closed connection's descriptor number and slot can both be reused
+    /// by a new one while the old one's events of the same wake-up wait in the batch).
+    func liveSlot(_ data: UInt32) -> Int? {
+        guard let (slot, _) = slots.decode(data), connections[slot].inUse else { return nil }
+        return slot
+    }
+
+    /// The epoll token of `slot`'s socket (tests drive events through it).
+    public func socketToken(slot: Int) -> EventToken {
+        EventToken(kind: socketKind, fd: connections[slot].socket, data: tokenData(slot))
     }
 
     /// Whether `address` can be a TCP endpoint (unicast, specified).
@@ -522,7 +524,7 @@ public struct TCPFlows: ~Copyable {
             return
         }
         let fd = owned.release()
-        guard let slot = allocateSlot() else {
+        guard let slot = slots.allocate() else {
             close(fd)
             return
         }
@@ -676,7 +678,7 @@ public struct TCPFlows: ~Copyable {
         guard let destination else { return false }
         let key = FlowKey(proto: IPProtocol.tcp, interface: .tap, ourAddress: source, ourPort: peer.port,
                           endpointAddress: destination, endpointPort: listener.targetPort)
-        guard let slot = allocateSlot() else { return false }
+        guard let slot = slots.allocate() else { return false }
         let c = connections + slot
         var info: TCPInfo?
         if case .success(let value) = Sys.tcpInfo(fd) { info = value }
@@ -712,12 +714,12 @@ public struct TCPFlows: ~Copyable {
 
     // MARK: Socket events
 
-    /// Handles readiness `events` of the socket `fd` of connection `slot`.
+    /// Handles readiness `events` of the connection socket that `token` names (stale tokens
+    /// are ignored).
     public mutating func handleSocketEvent<Tap: TCPTap & ~Copyable>(
-        slot: Int, fd: Int32, events: EpollEvents, now: UInt64, table: inout FlowTable, tap: inout Tap
+        _ token: EventToken, events: EpollEvents, now: UInt64, table: inout FlowTable, tap: inout Tap
     ) {
-        guard slot >= 0 && slot < neverUsed, connections[slot].inUse,
-              connections[slot].socket & 0xff_ffff == fd & 0xff_ffff else { return }
+        guard let slot = liveSlot(token.data), connections[slot].socket & 0xff_ffff == token.fd else { return }
         let c = connections + slot
         let state = c.pointee.events
         if state.contains(.tapSynReceived) && !state.contains(.tapSynAckSent) {
@@ -938,18 +940,22 @@ public struct TCPFlows: ~Copyable {
 
     // MARK: Timers
 
-    /// Handles the expiry of connection `slot`'s timer at `now` (`fd`: the timerfd from the
-    /// event token, nil when a test drives the clock).
-    public mutating func handleTimer<Tap: TCPTap & ~Copyable>(
-        slot: Int, fd: Int32? = nil, now: UInt64, table: inout FlowTable, tap: inout Tap
+    /// Handles the expiry of the connection timer that `token` names (stale tokens are ignored).
+    public mutating func handleTimerEvent<Tap: TCPTap & ~Copyable>(
+        _ token: EventToken, now: UInt64, table: inout FlowTable, tap: inout Tap
     ) {
-        guard slot >= 0 && slot < neverUsed, connections[slot].inUse else { return }
+        guard let slot = liveSlot(token.data), connections[slot].timer & 0xff_ffff == token.fd else { return }
+        var expirations: UInt64 = 0
+        _ = read(connections[slot].timer, &expirations, 8)
+        handleTimer(slot: slot, now: now, table: &table, tap: &tap)
+    }
+
+    /// Handles the expiry of connection `slot`'s timer at `now` (tests call it to drive the clock).
+    public mutating func handleTimer<Tap: TCPTap & ~Copyable>(
+        slot: Int, now: UInt64, table: inout FlowTable, tap: inout Tap
+    ) {
+        guard slot >= 0 && slot < slots.neverUsed, connections[slot].inUse else { return }
         let c = connections + slot
-        if let fd {
-            guard c.pointee.timer & 0xff_ffff == fd & 0xff_ffff else { return }
-            var expirations: UInt64 = 0
-            _ = read(c.pointee.timer, &expirations, 8)
-        }
         guard c.pointee.timerDeadline != 0 else { return }
         if now < c.pointee.timerDeadline {
             armTimer(slot, after: c.pointee.timerDeadline - now)
@@ -1054,7 +1060,7 @@ public struct TCPFlows: ~Copyable {
             guard fd >= 0 else { return }
             var event = epoll_event()
             event.events = EPOLLIN.rawValue
-            event.data.u64 = EventToken(kind: timerKind, fd: fd, data: UInt32(slot)).rawValue
+            event.data.u64 = EventToken(kind: timerKind, fd: fd, data: tokenData(slot)).rawValue
             guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0 else {
                 close(fd)
                 return
@@ -1076,7 +1082,7 @@ public struct TCPFlows: ~Copyable {
         guard c.pointee.epollEvents != events else { return }
         var event = epoll_event()
         event.events = events
-        event.data.u64 = EventToken(kind: socketKind, fd: c.pointee.socket, data: UInt32(slot)).rawValue
+        event.data.u64 = socketToken(slot: slot).rawValue
         let operation = c.pointee.epollEvents == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD
         if epoll_ctl(epollFD, operation, c.pointee.socket, &event) == 0 { c.pointee.epollEvents = events }
     }
@@ -1110,8 +1116,7 @@ public struct TCPFlows: ~Copyable {
         if c.pointee.timer > 0 { close(c.pointee.timer) }
         (UnsafeMutableRawPointer(c)).initializeMemory(as: UInt8.self, repeating: 0,
                                                        count: MemoryLayout<TCPConnection>.stride)
-        freeSlots[freeCount] = Int32(slot)
-        freeCount += 1
+        slots.release(slot)
         count -= 1
     }
 }

@@ -12,7 +12,7 @@
 // socket, until the reader has nothing more (EAGAIN), the writer is full (EAGAIN: the pipe
 // keeps the bytes and EPOLLOUT on the writer resumes), or the reader's end of file has been
 // passed on as shutdown(SHUT_WR) of the writer once the pipe is empty. Both sockets are
-// registered edge-triggered for IN, OUT and RDHUP with `slot << 1 | side` in the token; any
+// registered edge-triggered for IN, OUT and RDHUP with the slot and side in the token (SlotStack); any
 // event on either socket runs both directions, so no wake-up can be lost. Until side 1's
 // non-blocking connect completes (its first EPOLLOUT with SO_ERROR 0) nothing moves. Both
 // directions finished (FIN passed on each way), an error, or a failed write closes both
@@ -42,10 +42,8 @@ public struct TCPSpliceFlows: ~Copyable {
     let pending: UnsafeMutablePointer<Int>
     /// Flag bits per slot (all zero: free).
     let flags: UnsafeMutablePointer<UInt8>
-    /// Slots given back, a stack, and slots never used so far.
-    let freeSlots: UnsafeMutablePointer<Int32>
-    var freeCount = 0
-    var neverUsed = 0
+    /// Free and used slots, and the generations their epoll tokens carry.
+    var slots: SlotStack
     /// Most connections.
     public let capacity: Int
     /// Open connections.
@@ -61,27 +59,24 @@ public struct TCPSpliceFlows: ~Copyable {
 
     /// Room for `capacity` connections whose sockets get tokens of kind `socketKind`.
     public init(capacity: Int, socketKind: UInt8) {
-        precondition(capacity > 0 && capacity < Int(Int32.max >> 1))
         let fds = calloc(capacity * TCPSpliceFlows.descriptorsPerSlot, MemoryLayout<Int32>.stride)
         let counts = calloc(capacity * 2, MemoryLayout<Int>.stride)
         let bits = calloc(capacity, 1)
-        let stack = malloc(capacity * MemoryLayout<Int32>.stride)
-        precondition(fds != nil && counts != nil && bits != nil && stack != nil, "Can't allocate the splice table")
+        precondition(fds != nil && counts != nil && bits != nil, "Can't allocate the splice table")
         descriptors = fds!.bindMemory(to: Int32.self, capacity: capacity * TCPSpliceFlows.descriptorsPerSlot)
         pending = counts!.bindMemory(to: Int.self, capacity: capacity * 2)
         flags = bits!.bindMemory(to: UInt8.self, capacity: capacity)
-        freeSlots = stack!.bindMemory(to: Int32.self, capacity: capacity)
+        slots = SlotStack(capacity: capacity)
         self.capacity = capacity
         self.socketKind = socketKind
         pipeSize = TCPSpliceFlows.probePipeSize()
     }
 
     deinit {
-        for slot in 0..<neverUsed where flags[slot] & TCPSpliceFlows.inUse != 0 { closeDescriptors(slot) }
+        for slot in 0..<slots.neverUsed where flags[slot] & TCPSpliceFlows.inUse != 0 { closeDescriptors(slot) }
         free(descriptors)
         free(pending)
         free(flags)
-        free(freeSlots)
     }
 
     /// The largest pipe size from 8 MiB down, halving, that F_SETPIPE_SZ accepts (64 KiB at worst).
@@ -97,18 +92,12 @@ public struct TCPSpliceFlows: ~Copyable {
         descriptors[slot * TCPSpliceFlows.descriptorsPerSlot + index]
     }
 
-    /// Whether `slot` holds a connection whose socket on `side` is `fd` (low 24 bits, as tokens carry).
-    public func owns(slot: Int, side: Int, fd: Int32) -> Bool {
-        slot >= 0 && slot < neverUsed && flags[slot] & TCPSpliceFlows.inUse != 0
-            && self.fd(slot, side) & 0xff_ffff == fd & 0xff_ffff
-    }
-
     // MARK: Set-up
 
     /// Joins accepted socket `accepted` with unconnected non-blocking `target`, which it connects
     /// to `remote`; false (both sockets closed) if the connection can't be set up.
     public mutating func open(accepted: Int32, target: Int32, to remote: SocketAddress) -> Bool {
-        guard epollFD >= 0, let slot = allocateSlot() else {
+        guard epollFD >= 0, let slot = slots.allocate() else {
             close(accepted)
             close(target)
             return false
@@ -145,7 +134,7 @@ public struct TCPSpliceFlows: ~Copyable {
         for side in 0..<2 {
             var event = epoll_event()
             event.events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
-            event.data.u64 = EventToken(kind: socketKind, fd: base[side], data: UInt32(slot << 1 | side)).rawValue
+            event.data.u64 = EventToken(kind: socketKind, fd: base[side], data: slots.tokenData(slot, bit: side)).rawValue
             if epoll_ctl(epollFD, EPOLL_CTL_ADD, base[side], &event) != 0 {
                 release(slot)
                 return false
@@ -155,21 +144,12 @@ public struct TCPSpliceFlows: ~Copyable {
         return true
     }
 
-    /// A free slot, nil if none.
-    mutating func allocateSlot() -> Int? {
-        if freeCount > 0 {
-            freeCount -= 1
-            return Int(freeSlots[freeCount])
-        }
-        guard neverUsed < capacity else { return nil }
-        neverUsed += 1
-        return neverUsed - 1
-    }
-
     // MARK: Events
 
-    /// Handles readiness `events` of the socket on `side` of connection `slot`.
-    public mutating func handleEvent(slot: Int, side: Int, events: EpollEvents) {
+    /// Handles readiness `events` of the spliced socket `token` names (stale tokens are ignored).
+    public mutating func handleEvent(_ token: EventToken, events: EpollEvents) {
+        guard let (slot, side) = slots.decode(token.data), flags[slot] & TCPSpliceFlows.inUse != 0,
+              fd(slot, side) & 0xff_ffff == token.fd else { return }
         if events.contains(.error) {
             if flags[slot] & TCPSpliceFlows.connected == 0,
                case .success(let code) = Sys.getOption(fd(slot, 1), level: SOL_SOCKET, name: SO_ERROR, as: Int32.self) {
@@ -238,8 +218,7 @@ public struct TCPSpliceFlows: ~Copyable {
     mutating func release(_ slot: Int) {
         closeDescriptors(slot)
         flags[slot] = 0
-        freeSlots[freeCount] = Int32(slot)
-        freeCount += 1
+        slots.release(slot)
         count -= 1
     }
 

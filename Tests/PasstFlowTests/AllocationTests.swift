@@ -96,12 +96,11 @@ struct AllocationTests {
                 // Socket -> guest: the server's bytes reach the guest, whose ACKs are built in place.
                 if send(accepted, buffer, perPass, 0) != perPass { failures += 1 }
                 let target = acknowledged &+ UInt32(perPass)
-                let fd = rig.flows.socket(ofSlot: slot)
+                let token = rig.flows.socketToken(slot: slot)
                 var rounds = 0
                 while acknowledged != target && rounds < 10_000 {
                     rounds += 1
-                    rig.flows.handleSocketEvent(slot: slot, fd: fd, events: .input, now: rig.now, table: &rig.table,
-                                                tap: &tap)
+                    rig.flows.handleSocketEvent(token, events: .input, now: rig.now, table: &rig.table, tap: &tap)
                     guard tap.dataEnd != acknowledged else { continue }
                     acknowledged = tap.dataEnd
                     TCPSegment.write(to: ack, sourcePort: guestPort, destinationPort: serverPort,

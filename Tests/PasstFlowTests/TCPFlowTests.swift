@@ -135,8 +135,7 @@ struct TCPRig: ~Copyable {
             for index in 0..<count {
                 let token = EventToken(rawValue: events.data(at: index))
                 if token.kind == TCPRig.socketKind {
-                    flows.handleSocketEvent(slot: Int(token.data), fd: token.fd, events: events.events(at: index),
-                                            now: now, table: &table, tap: &tap)
+                    flows.handleSocketEvent(token, events: events.events(at: index), now: now, table: &table, tap: &tap)
                 } else if token.kind == TCPRig.listenerKind {
                     flows.acceptConnections(listener: Int(token.data), now: now, seen4: TCPRig.guest, seen6: nil,
                                             linkLocalSeen6: nil, table: &table, tap: &tap)
