@@ -11,8 +11,8 @@
 //      to its IDs keeping nothing, then creates a user namespace of its own
 //      (`createUserNamespace`), in which it holds every capability for stage 3 only.
 //   3. Before going to the background (`detach`): new IPC, mount and UTS namespaces (and PID,
-//      unless the process stays in the foreground with threads to start: a process cannot
-//      create threads in a PID namespace it is not in), every mount made unbindable, a read-only
+//      which only the processes forked later enter: not for a pasta staying in the foreground,
+//      as it could not start its namespace threads then), every mount made unbindable, a read-only
 //      tmpfs with no room mounted on /tmp and pivoted into, the old root detached: from here no
 //      path resolves to anything, so every file is opened before (PID file, pcap, log, /dev/null,
 //      /proc tables, namespace files). The bounding and inheritable sets are emptied and only
@@ -34,6 +34,7 @@ import PasstSys
 import Glibc
 #endif
 
+/// The four isolation stages and the seccomp allow-lists.
 enum Isolation {
     /// What stage 1 keeps for set-up (see the file comment).
     static let setUpCapabilities: CapabilitySet = [.netBindService, .netAdmin, .sysAdmin, .setUID, .setGID,
@@ -44,8 +45,8 @@ enum Isolation {
         "epoll_wait", "read", "write", "recvmsg", "sendmsg", "recvmmsg", "sendmmsg", "recvfrom", "sendto",
         "writev", "timerfd_settime", "timerfd_gettime", "epoll_ctl", "getsockopt", "setsockopt",
         "socket", "bind", "connect", "listen", "accept", "accept4", "shutdown", "close", "dup", "fcntl",
-        "timerfd_create", "clock_gettime", "poll", "pread64", "pwrite64", "lseek", "fallocate", "ftruncate", "getpid", "gettid",
-        "getrandom", "brk", "mmap", "munmap", "mremap", "madvise", "mprotect", "futex",
+        "timerfd_create", "clock_gettime", "poll", "pread64", "pwrite64", "lseek", "fallocate", "ftruncate",
+        "getpid", "gettid", "getrandom", "brk", "mmap", "munmap", "mremap", "madvise", "mprotect", "futex",
         "rt_sigprocmask", "rt_sigreturn", "exit_group",
     ]
 
