@@ -170,6 +170,7 @@ public struct TCPFlows: ~Copyable {
         free(connections)
         pool.deallocate()
         vectors.deallocate()
+        pendingVectors.deallocate()
         control.deallocate()
         discard?.deallocate()
     }
