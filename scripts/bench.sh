@@ -4,7 +4,8 @@
 # so that the ratios compare like with like. Needs root; builds nothing unless --build is given.
 #
 # Parts (--only takes a comma list of them; default all):
-#   nsbench  ../shared/bench/nsbench.sh beside the checkout (NSBENCH=path overrides) with the README's arguments:
+#   nsbench  ../shared/bench/nsbench.sh beside the checkout (NSBENCH=path overrides) with the
+#            README's arguments:
 #            --impl ours=pasta:BINARY --impl upstream=pasta:UPSTREAM --impl slirp4netns --impl veth
 #            --duration 3 --reps 3 (both MTUs, every test), once with --cc bbr and once with
 #            --cc cubic, then --tests udp_n2h --udp-len 65000 for the large-datagram UDP figure.
