@@ -946,8 +946,7 @@ public struct TCPFlows: ~Copyable {
         let segmentLength = headerLength + length
         let frame: UnsafeMutableRawPointer
         if c.isIPv6 {
-            tcp.setBE16(16, Checksum.fold(Checksum.pseudoHeader(source: c.peerAddress, destination: c.guestAddress,
-                                                                nextHeader: IPProtocol.tcp, length: segmentLength)))
+            TCPSegment.fillPartialChecksum(tcp, count: segmentLength, source: c.peerAddress, destination: c.guestAddress)
             let ip = tcp - IPv6Packet.headerLength
             IPv6Packet.write(to: ip, source: c.peerAddress, destination: c.guestAddress, nextHeader: IPProtocol.tcp,
                              payloadLength: segmentLength, flowLabel: UInt32(bitPattern: c.socket) & 0xf_ffff)
@@ -956,8 +955,7 @@ public struct TCPFlows: ~Copyable {
         } else {
             let source = c.peerAddress.v4Mapped ?? .any
             let destination = c.guestAddress.v4Mapped ?? .any
-            tcp.setBE16(16, Checksum.fold(Checksum.pseudoHeader(source: source, destination: destination,
-                                                                protocol: IPProtocol.tcp, length: segmentLength)))
+            TCPSegment.fillPartialChecksum(tcp, count: segmentLength, source: source, destination: destination)
             let ip = tcp - IPv4Packet.minimumHeaderLength
             IPv4Packet.write(to: ip, source: source, destination: destination, protocol: IPProtocol.tcp,
                              payloadLength: segmentLength)
