@@ -211,14 +211,14 @@ struct PastaContext: ~Copyable, EventHandler {
 
     // MARK: Tap ingress
 
-    /// Reads frames from the tap until none is left, the pool is full or `tapFramesPerWakeup`
-    /// were read, handling each; frames of one pass are kept one after the other in the pool
-    /// until the queued UDP datagrams pointing into it are sent. With offloads each read brings
-    /// a virtio-net header before the frame: only a capture looks at it, to complete a partial
-    /// checksum (everything else takes payloads, whatever their size or checksum). The tap is level-triggered, so
-    /// the loop comes back after the other ready descriptors; reading on instead starves them
-    /// for as long as the guest answers the frames written meanwhile (its ACKs to a download):
-    /// no signal, timer, socket or namespace watch would be served again.
+    /// Reads frames from the tap until none is left, the pool is full or `tapFramesPerWakeup` were
+    /// read, handling each; frames of one pass are kept one after the other in the pool until the
+    /// queued UDP datagrams pointing into it are sent. With offloads each read brings a virtio-net
+    /// header before the frame: only a capture looks at it, to complete a partial checksum
+    /// (everything else takes payloads, whatever their size or checksum). The tap is
+    /// level-triggered, so the loop comes back after the other ready descriptors; reading on
+    /// instead starves them for as long as the guest answers the frames written meanwhile (its ACKs
+    /// to a download): no signal, timer, socket or namespace watch would be served again.
     mutating func readTap(loop: inout EventLoop) {
         let header = engine.link.tap.virtioHeaderLength
         let readCapacity = header + GuestEngine<TapLink>.frameCapacity

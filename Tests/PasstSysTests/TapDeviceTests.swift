@@ -1,7 +1,7 @@
 // The tap device, proven against the kernel inside a scratch network namespace: the kernel's ARP
 // request comes out of the fd, a hand-made ARP reply goes in and lands in the neighbour table, and
-// the datagram that was waiting for it follows, without and with the virtio-net header. Addresses are from 198.51.100.0/24 inside the scratch
-// namespace only; nothing else is touched.
+// the datagram that was waiting for it follows, without and with the virtio-net header. Addresses
+// are from 198.51.100.0/24 inside the scratch namespace only; nothing else is touched.
 import Foundation
 import Testing
 import PasstSys
