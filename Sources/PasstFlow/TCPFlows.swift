@@ -31,7 +31,8 @@
 //
 // Guest -> socket. In-order payload is queued while the caller reads a pass of frames, and a run
 // of one connection's segments is written with one sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL), so the
-// kernel builds large segments out of small frames; what does not fit is dropped
+// kernel builds large segments out of small frames (through pasta's offloading tap a frame is
+// already up to 64 KiB of segments, taken as one payload); what does not fit is dropped
 // unacknowledged (the guest retransmits it), a short write advances by what was written, a gap
 // gets three duplicate ACKs (fast retransmit in a guest without SACK). The ACK we send is what
 // was written, or, for remote peers, the initial sequence plus tcpi_bytes_acked (only what the
