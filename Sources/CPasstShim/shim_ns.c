@@ -278,7 +278,7 @@ int shim_ns_exit_code(int wait_status)
 	return -1;
 }
 
-int shim_tap_set_interface(int fd, const char *name, char name_out[SHIM_IFNAMSIZ])
+int shim_tap_set_interface(int fd, const char *name, int virtio_header, char name_out[SHIM_IFNAMSIZ])
 {
 	size_t len = strlen(name);
 	struct ifreq ifr;
@@ -290,13 +290,22 @@ int shim_tap_set_interface(int fd, const char *name, char name_out[SHIM_IFNAMSIZ
 
 	memset(&ifr, 0, sizeof(ifr));
 	memcpy(ifr.ifr_name, name, len);
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (virtio_header ? IFF_VNET_HDR : 0);
 	if (ioctl(fd, TUNSETIFF, &ifr))
 		return -1;
 
 	memcpy(name_out, ifr.ifr_name, IFNAMSIZ);
 	name_out[IFNAMSIZ - 1] = '\0';
 	return 0;
+}
+
+int shim_tap_set_offloads(int fd, int header_length)
+{
+	unsigned int offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+
+	if (ioctl(fd, TUNSETVNETHDRSZ, &header_length))
+		return -1;
+	return ioctl(fd, TUNSETOFFLOAD, offloads);
 }
 
 int shim_tap_get_mac(int fd, uint8_t mac[6])

@@ -2,8 +2,9 @@
 // flows and their host sockets, and the timers that age them (spec §3.3, §4, §5.1, §6, §8, §9).
 //
 // Theory of operation: the two modes differ only in how frames reach the guest and come back
-// (pasta: a tap device, one frame per read/write; passt: qemu's UNIX stream socket with a
-// length in front of each frame) and in their set-up (namespaces, listening socket). Everything
+// (pasta: a tap device, one frame per read/write after a virtio-net header, TCP frames up to
+// 64 KiB with partial checksums; passt: qemu's UNIX stream socket with a length in front of
+// each frame) and in their set-up (namespaces, listening socket). Everything
 // else is a `GuestEngine`, generic over the `GuestLink` that carries frames towards the guest,
 // so the frame path is specialised for each link without an existential:
 //   - ingress: the mode's reader puts the frames of one read pass one after the other in the

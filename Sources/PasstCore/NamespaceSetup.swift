@@ -133,11 +133,12 @@ struct TargetNamespace: ~Copyable {
         try Self.switchUser(runAs, keeping: keep)
     }
 
-    /// Creates tap interface `name` inside the target namespace.
+    /// Creates tap interface `name` inside the target namespace, with the virtio-net header and
+    /// its checksum and TCP segmentation offloads when the kernel has them.
     func openTap(name: String) throws(PastaSetupError) -> TapDevice {
         var outcome: SyscallResult<TapDevice> = .wouldBlock
         do {
-            try NamespaceThread.run(in: namespace) { outcome = TapDevice.open(name: name) }
+            try NamespaceThread.run(in: namespace) { outcome = TapDevice.open(name: name, offloads: true) }
         } catch {
             throw PastaSetupError("Couldn't switch to pasta namespaces: \(error)")
         }

@@ -18,10 +18,17 @@
 //
 // The loop (`PastaContext`, an `EventHandler`) is the shared GuestEngine (GuestEngine.swift:
 // services, ICMP/UDP/TCP flows, host sockets, their timers) with the tap as its link, plus what
-// only pasta watches. The tap is read until EAGAIN, one frame per read(2), the frames of one
-// pass one after the other in the engine's 8 MiB pool, each handed to the engine; the pass ends
-// with the engine's batch flush (queued UDP datagrams and TCP payload point into the pool).
-// Frames towards the guest are written one per write(2) (TapLink below) and captured when sent.
+// only pasta watches. The tap is opened with the virtio-net header and the checksum and TCP
+// segmentation offloads (TapDevice.swift; plain if the kernel refuses): the namespace then
+// hands us TCP segments of up to 64 KiB with partial checksums, and takes ours the same way,
+// so at MTU 1500 a read or write moves up to 44 segments instead of one and nobody computes
+// TCP checksums. The tap is read until EAGAIN, one header and frame per read(2), the frames of
+// one pass one after the other in the engine's 8 MiB pool, each handed to the engine; the pass
+// ends with the engine's batch flush (queued UDP datagrams and TCP payload point into the pool).
+// Frames towards the guest are written one per writev(2) after their header (TapLink below):
+// TCP frames with what TCPFlows left to the kernel, all others complete, header empty. A
+// capture (-p) must show valid frames, so only when capturing are partial checksums completed
+// before recording, both ways; a GSO frame is recorded whole, longer than the MTU.
 // -U listeners, spliced flows and `auto` ports are UDPPortForwarding.swift's and
 // TCPPortForwarding.swift's, inside the engine. pasta's own timer is the namespace poll every
 // 1 s when the namespace file lives on procfs. The exit status is the spawned command's (or
@@ -209,28 +216,39 @@ struct PastaContext: ~Copyable, EventHandler {
 
     // MARK: Tap ingress
 
-    /// Reads frames from the tap until none is left, the pool is full or `tapFramesPerWakeup`
-    /// were read, handling each; frames of one pass are kept one after the other in the pool
-    /// until the queued UDP datagrams pointing into it are sent. The tap is level-triggered, so
-    /// the loop comes back after the other ready descriptors; reading on instead starves them
-    /// for as long as the guest answers the frames written meanwhile (its ACKs to a download):
-    /// no signal, timer, socket or namespace watch would be served again.
+    /// Reads frames from the tap until none is left, the pool is full or `tapFramesPerWakeup` were
+    /// read, handling each; frames of one pass are kept one after the other in the pool until the
+    /// queued UDP datagrams pointing into it are sent. With offloads each read brings a virtio-net
+    /// header before the frame: only a capture looks at it, to complete a partial checksum
+    /// (everything else takes payloads, whatever their size or checksum). The tap is
+    /// level-triggered, so the loop comes back after the other ready descriptors; reading on
+    /// instead starves them for as long as the guest answers the frames written meanwhile (its ACKs
+    /// to a download): no signal, timer, socket or namespace watch would be served again.
     mutating func readTap(loop: inout EventLoop) {
-        let frameCapacity = GuestEngine<TapLink>.frameCapacity
+        let header = engine.link.tap.virtioHeaderLength
+        let readCapacity = header + GuestEngine<TapLink>.frameCapacity
         let inbound = engine.inbound
+        let capturing = engine.link.pcap.isEnabled
         var offset = 0
         var frames = 0
         while true {
-            if inbound.count - offset < frameCapacity || frames == PastaContext.tapFramesPerWakeup {
+            if inbound.count - offset < readCapacity || frames == PastaContext.tapFramesPerWakeup {
                 engine.flushBatches(now: loop.now)
                 return
             }
             switch engine.link.tap.read(into: UnsafeMutableRawBufferPointer(
-                rebasing: inbound[offset..<(offset + frameCapacity)])) {
+                rebasing: inbound[offset..<(offset + readCapacity)])) {
             case .success(0):
                 Log.die("EOF on tap device, exiting")
             case .success(let length):
-                engine.handleFrame(UnsafeRawBufferPointer(rebasing: inbound[offset..<(offset + length)]), loop: &loop)
+                if length > header {
+                    let frame = UnsafeMutableRawBufferPointer(rebasing: inbound[(offset + header)..<(offset + length)])
+                    if capturing && header > 0 {
+                        VirtioNetHeader(reading: inbound.baseAddress! + offset)
+                            .completeChecksum(frame.baseAddress!, count: frame.count)
+                    }
+                    engine.handleFrame(UnsafeRawBufferPointer(frame), loop: &loop)
+                }
                 offset += (length + 15) & ~15
                 frames += 1
             case .wouldBlock:
@@ -303,7 +321,8 @@ struct PastaContext: ~Copyable, EventHandler {
     }
 }
 
-/// Frames towards the guest: one write(2) per frame on the tap, each captured once sent.
+/// Frames towards the guest: one write(2) per frame on the tap (one writev(2) of virtio-net
+/// header and frame with offloads), each captured once sent.
 struct TapLink: ~Copyable, GuestLink {
     /// The tap device in the target namespace.
     let tap: TapDevice
@@ -314,9 +333,40 @@ struct TapLink: ~Copyable, GuestLink {
     /// The guest's MAC address: the tap's, then the source of the last frame it sent.
     var guestMAC: MACAddress
 
-    /// Writes `frame` to the tap; drops it on the tolerated errors, dies on any other.
+    /// Whether the tap has the virtio-net header and its offloads: TCP frames may be 64 KiB.
+    var segmentationOffload: Bool { tap.virtioHeaderLength > 0 }
+
+    /// Writes `frame`, complete, to the tap (after an empty virtio-net header with offloads).
     func send(_ frame: UnsafeRawBufferPointer) {
-        switch tap.write(frame) {
+        guard segmentationOffload else { return finish(frame, tap.write(frame)) }
+        finish(frame, write(frame, header: .none))
+    }
+
+    /// Writes TCP `frame` with its partial checksum and segmentation as `offload` says; without
+    /// offloads, completes the checksum first. A capture gets the frame with its checksum completed.
+    func send(_ frame: UnsafeMutableRawBufferPointer, offload: VirtioNetHeader) {
+        let complete = UnsafeRawBufferPointer(frame)
+        guard segmentationOffload else {
+            offload.completeChecksum(frame.baseAddress!, count: frame.count)
+            return finish(complete, tap.write(complete))
+        }
+        let result = write(complete, header: offload)
+        if pcap.isEnabled, case .success = result { offload.completeChecksum(frame.baseAddress!, count: frame.count) }
+        finish(complete, result)
+    }
+
+    /// Writes `header` and `frame` with one writev(2).
+    func write(_ frame: UnsafeRawBufferPointer, header: VirtioNetHeader) -> SyscallResult<Int> {
+        var bytes: (UInt64, UInt64) = (0, 0)
+        return withUnsafeMutableBytes(of: &bytes) { raw in
+            header.write(to: raw.baseAddress!)
+            return tap.write(header: UnsafeRawBufferPointer(rebasing: raw[..<VirtioNetHeader.length]), frame: frame)
+        }
+    }
+
+    /// Captures `frame` if it was written; drops it on the tolerated errors, dies on any other.
+    func finish(_ frame: UnsafeRawBufferPointer, _ result: SyscallResult<Int>) {
+        switch result {
         case .success:
             pcap.record(frame)
         case .wouldBlock:

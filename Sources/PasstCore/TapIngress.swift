@@ -13,7 +13,10 @@
 //     NDP, other ICMPv6 -> echo; UDP to port 547 -> DHCPv6; TCP and UDP -> the L4 flows.
 // The source address of every IPv4/IPv6 packet updates `GuestAddresses`, which the reply paths
 // use as destination (upstream's addr_seen / addr_ll_seen). Views point into the caller's frame
-// buffer: nothing is copied or allocated.
+// buffer: nothing is copied or allocated. No transport checksum is verified (the guest kernel
+// made them), and through pasta's offloading tap TCP and UDP checksums are partial and TCP
+// frames may hold up to 64 KiB of segments (PasstWire's VirtioNet.swift): the handlers take the
+// payload whatever its size or checksum.
 import PasstConfig
 import PasstWire
 

@@ -19,14 +19,20 @@
 // at offset seqToTap - seqAckFromTap (SO_PEEK_OFF when the kernel has it, else the already
 // sent bytes are peeked into a discard buffer first), at most the guest's window minus what is
 // in flight, straight into frame slots whose header room is then filled in: one copy from the
-// socket to the frame. A guest ACK discards the acknowledged bytes with recv(MSG_TRUNC). A
+// socket to the frame. Frames leave with only the pseudo-header sum in the checksum field and a
+// virtio-net header (PasstWire's VirtioNet.swift) saying so: a link with segmentation offload
+// (pasta's tap) hands both to the kernel, and then a frame carries as many whole segments of
+// the guest's MSS as fit 64 KiB, marked GSO with that segment size, which the guest's stack
+// takes whole; any other link (passt's qemu socket, tests) completes the checksum itself and
+// gets frames of one MSS. A guest ACK discards the acknowledged bytes with recv(MSG_TRUNC). A
 // duplicate ACK, or no ACK within 2 s, rewinds seqToTap to the last ACK and peeks again; 7
 // timeouts in a row reset the connection. End of file on the socket becomes our FIN once
 // everything before it was sent.
 //
 // Guest -> socket. In-order payload is queued while the caller reads a pass of frames, and a run
 // of one connection's segments is written with one sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL), so the
-// kernel builds large segments out of small frames; what does not fit is dropped
+// kernel builds large segments out of small frames (through pasta's offloading tap a frame is
+// already up to 64 KiB of segments, taken as one payload); what does not fit is dropped
 // unacknowledged (the guest retransmits it), a short write advances by what was written, a gap
 // gets three duplicate ACKs (fast retransmit in a guest without SACK). The ACK we send is what
 // was written, or, for remote peers, the initial sequence plus tcpi_bytes_acked (only what the
@@ -62,8 +68,26 @@ public protocol TCPTap: ~Copyable {
     var ourMAC: MACAddress { get }
     /// The guest's MAC address (destination of the frames).
     var guestMAC: MACAddress { get }
+    /// Whether the link takes TCP frames of many segments (up to 64 KiB of payload) and cuts
+    /// or delivers them itself (pasta's tap with a virtio-net header); false: every frame must
+    /// fit the guest's MTU.
+    var segmentationOffload: Bool { get }
     /// Sends one frame (Ethernet header first) to the guest.
     mutating func send(_ frame: UnsafeRawBufferPointer)
+    /// Sends one TCP frame whose checksum field holds only the pseudo-header sum, as `offload`
+    /// describes it (partial checksum; segment size when it is longer than one segment).
+    mutating func send(_ frame: UnsafeMutableRawBufferPointer, offload: VirtioNetHeader)
+}
+
+extension TCPTap where Self: ~Copyable {
+    /// Links without a virtio-net header: frames no longer than the guest's MTU.
+    public var segmentationOffload: Bool { false }
+
+    /// Links without a virtio-net header: completes the checksum here and sends a plain frame.
+    public mutating func send(_ frame: UnsafeMutableRawBufferPointer, offload: VirtioNetHeader) {
+        offload.completeChecksum(frame.baseAddress!, count: frame.count)
+        send(UnsafeRawBufferPointer(frame))
+    }
 }
 
 /// The TCP connections of the tap path, their sockets, timers and frame buffers.
@@ -763,9 +787,12 @@ public struct TCPFlows: ~Copyable {
         // Segments of at most half the guest's window: Linux takes the largest segment it saw as
         // its receive MSS and advertises a zero window whenever its free space is below that, so
         // one segment filling a young connection's whole window (64 KiB at MTU 65520) can leave
-        // the guest at window 0 for good once its reader has emptied the buffer.
+        // the guest at window 0 for good once its reader has emptied the buffer. With
+        // segmentation offload a frame carries as many whole segments as fit 64 KiB and half the
+        // window; the guest measures its receive MSS by the segment size it is marked with.
         let halfWindow = max(Int(c.pointee.wndFromTap / 2), Int(TCPWindow.defaultMSS))
         let mss = min(Int(c.pointee.tapMSS), TCPFlows.maximumPayload, halfWindow)
+        let frameBytes = tap.segmentationOffload ? max(mss, min(TCPFlows.maximumPayload, halfWindow) / mss * mss) : mss
         var refreshed = false
         while true {
             let inFlight = c.pointee.inFlight
@@ -775,7 +802,7 @@ public struct TCPFlows: ~Copyable {
                 return
             }
             let budget = Int(window - inFlight)
-            let frames = min(TCPFlows.batchFrames, (budget + mss - 1) / mss)
+            let frames = min(TCPFlows.batchFrames, (budget + frameBytes - 1) / frameBytes)
             var vectorCount = 0
             var skipped = 0
             if let discard, inFlight > 0 {
@@ -785,7 +812,7 @@ public struct TCPFlows: ~Copyable {
             }
             var requested = 0
             for index in 0..<frames {
-                let length = min(mss, budget - index * mss)
+                let length = min(frameBytes, budget - index * frameBytes)
                 vectors[vectorCount] = iovec(iov_base: pool + index * TCPFlows.slotSize + TCPFlows.headroom,
                                              iov_len: length)
                 vectorCount += 1
@@ -826,9 +853,9 @@ public struct TCPFlows: ~Copyable {
             var sent = 0
             var index = 0
             while sent < fresh {
-                let length = min(mss, fresh - sent)
+                let length = min(frameBytes, fresh - sent)
                 emit(slot, payload: pool + index * TCPFlows.slotSize + TCPFlows.headroom, length: length,
-                     sequence: c.pointee.seqToTap, flags: .ack, tap: &tap)
+                     sequence: c.pointee.seqToTap, flags: .ack, segmentSize: mss, tap: &tap)
                 c.pointee.seqToTap &+= UInt32(length)
                 sent += length
                 index += 1
@@ -904,9 +931,12 @@ public struct TCPFlows: ~Copyable {
     }
 
     /// Writes Ethernet, IP and TCP headers in front of the `length` payload bytes at `payload`
-    /// and sends the frame; SYNs carry our MSS and, if used, window scale.
+    /// and sends the frame, with the pseudo-header sum as checksum for the link to complete or
+    /// offload, as one GSO frame of `segmentSize` segments if longer; SYNs carry our MSS and,
+    /// if used, window scale.
     mutating func emit<Tap: TCPTap & ~Copyable>(
-        _ slot: Int, payload: UnsafeMutableRawPointer, length: Int, sequence: UInt32, flags: TCPFlags, tap: inout Tap
+        _ slot: Int, payload: UnsafeMutableRawPointer, length: Int, sequence: UInt32, flags: TCPFlags,
+        segmentSize: Int = Int.max, tap: inout Tap
     ) {
         let c = connections[slot]
         let isSyn = flags.contains(.syn)
@@ -920,7 +950,7 @@ public struct TCPFlows: ~Copyable {
         let segmentLength = headerLength + length
         let frame: UnsafeMutableRawPointer
         if c.isIPv6 {
-            TCPSegment.fillChecksum(tcp, count: segmentLength, source: c.peerAddress, destination: c.guestAddress)
+            TCPSegment.fillPartialChecksum(tcp, count: segmentLength, source: c.peerAddress, destination: c.guestAddress)
             let ip = tcp - IPv6Packet.headerLength
             IPv6Packet.write(to: ip, source: c.peerAddress, destination: c.guestAddress, nextHeader: IPProtocol.tcp,
                              payloadLength: segmentLength, flowLabel: UInt32(bitPattern: c.socket) & 0xf_ffff)
@@ -929,14 +959,16 @@ public struct TCPFlows: ~Copyable {
         } else {
             let source = c.peerAddress.v4Mapped ?? .any
             let destination = c.guestAddress.v4Mapped ?? .any
-            TCPSegment.fillChecksum(tcp, count: segmentLength, source: source, destination: destination)
+            TCPSegment.fillPartialChecksum(tcp, count: segmentLength, source: source, destination: destination)
             let ip = tcp - IPv4Packet.minimumHeaderLength
             IPv4Packet.write(to: ip, source: source, destination: destination, protocol: IPProtocol.tcp,
                              payloadLength: segmentLength)
             frame = ip - EthernetFrame.headerLength
             EthernetFrame.write(to: frame, destination: tap.guestMAC, source: tap.ourMAC, etherType: EtherType.ipv4)
         }
-        tap.send(UnsafeRawBufferPointer(start: frame, count: payload + length - frame))
+        let offload = VirtioNetHeader.tcp(tcpOffset: tcp - frame, tcpHeaderLength: headerLength, payload: length,
+                                          segmentSize: segmentSize, isIPv6: c.isIPv6)
+        tap.send(UnsafeMutableRawBufferPointer(start: frame, count: payload + length - frame), offload: offload)
     }
 
     // MARK: Timers

@@ -14,6 +14,15 @@
 // driver on the fd itself, so they too work from anywhere. Addresses, routes and link state are
 // netlink's business (Netlink.swift).
 //
+// With offloads (pasta's tap, `open(name:offloads: true)`), the interface is made with
+// IFF_VNET_HDR, a 10-byte virtio-net header (PasstWire's VirtioNet.swift) goes in front of every
+// frame both ways, and TUNSETOFFLOAD promises the kernel that we take TCP segments of up to
+// 64 KiB (TSO4, TSO6) with partial checksums (CSUM): the namespace's stack then neither cuts its
+// TCP data to the MTU nor checksums it, and takes ours the same way. A read then returns the
+// header and the frame; `write(header:frame:)` gathers both into one writev(2). If the kernel
+// refuses the header or the offloads, the device is opened again without them
+// (`virtioHeaderLength` 0) and frames are plain, as above.
+//
 // Error policy belongs to the caller (spec): read EOF, or HUP/ERR on the fd, means the device is
 // gone (die); write failures EAGAIN, EINTR, ENOBUFS, ENOSPC, EIO drop the frame.
 #if canImport(Glibc)
@@ -21,7 +30,8 @@ import Glibc
 #endif
 import CPasstShim
 
-/// An open tap interface (IFF_TAP|IFF_NO_PI, non-blocking): one Ethernet frame per read or write.
+/// An open tap interface (IFF_TAP|IFF_NO_PI, non-blocking, IFF_VNET_HDR with offloads): one
+/// Ethernet frame, after its virtio-net header if any, per read or write.
 public struct TapDevice: ~Copyable, Sendable {
     /// The longest interface name the kernel accepts (IFNAMSIZ - 1).
     public static let maximumNameLength = Int(SHIM_IFNAMSIZ) - 1
@@ -30,17 +40,34 @@ public struct TapDevice: ~Copyable, Sendable {
     public let descriptor: FileDescriptor
     /// The interface name the kernel used.
     public let name: String
+    /// Bytes of the virtio-net header in front of every frame: 10 with offloads, else 0.
+    public let virtioHeaderLength: Int
 
-    /// Wraps a bound tun descriptor and its interface name.
-    public init(descriptor: consuming FileDescriptor, name: String) {
+    /// The virtio-net header length used with offloads (struct virtio_net_hdr).
+    public static let offloadHeaderLength = 10
+
+    /// Wraps a bound tun descriptor, its interface name and its virtio-net header length.
+    public init(descriptor: consuming FileDescriptor, name: String, virtioHeaderLength: Int = 0) {
         self.descriptor = descriptor
         self.name = name
+        self.virtioHeaderLength = virtioHeaderLength
     }
 
     /// Creates (or attaches to) tap interface `name` in the calling thread's network namespace;
-    /// an empty name lets the kernel choose ("tap0", "tap1", ...). EINVAL if the name is too long.
-    public static func open(name: String) -> SyscallResult<TapDevice> {
+    /// an empty name lets the kernel choose ("tap0", "tap1", ...). With `offloads`, asks for the
+    /// virtio-net header, checksum and TCP segmentation offloads, and falls back to a plain tap
+    /// if the kernel refuses them. EINVAL if the name is too long.
+    public static func open(name: String, offloads: Bool = false) -> SyscallResult<TapDevice> {
         guard name.utf8.count <= maximumNameLength else { return .failure(EINVAL) }
+        if offloads, case .success(let device) = open(name: name, virtioHeaderLength: offloadHeaderLength) {
+            return .success(device)
+        }
+        return open(name: name, virtioHeaderLength: 0)
+    }
+
+    /// Opens /dev/net/tun and binds it to tap `name`, with a virtio-net header of
+    /// `virtioHeaderLength` bytes and the offloads unless it is 0.
+    static func open(name: String, virtioHeaderLength: Int) -> SyscallResult<TapDevice> {
         let fd: FileDescriptor
         switch retryingEINTRDescriptor({ Glibc.open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC) }) {
         case .success(let opened): fd = opened
@@ -49,29 +76,37 @@ public struct TapDevice: ~Copyable, Sendable {
         }
         var kernelName = [CChar](repeating: 0, count: Int(SHIM_IFNAMSIZ))
         let raw = fd.raw
-        let result = kernelName.withUnsafeMutableBufferPointer { out in
-            retryingEINTRVoid { shim_tap_set_interface(raw, name, out.baseAddress!) }
+        let withHeader: Int32 = virtioHeaderLength > 0 ? 1 : 0
+        var result = kernelName.withUnsafeMutableBufferPointer { out in
+            retryingEINTRVoid { shim_tap_set_interface(raw, name, withHeader, out.baseAddress!) }
+        }
+        if case .success = result, virtioHeaderLength > 0 {
+            result = retryingEINTRVoid { shim_tap_set_offloads(raw, Int32(virtioHeaderLength)) }
         }
         switch result {
         case .success:
             let used = String(decoding: kernelName.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            return .success(TapDevice(descriptor: fd, name: used))
+            return .success(TapDevice(descriptor: fd, name: used, virtioHeaderLength: virtioHeaderLength))
         case .wouldBlock: return .wouldBlock
         case .failure(let e): return .failure(e)
         }
     }
 
-    /// Creates tap interface `name` inside `namespace` (the calling thread returns home after).
-    public static func open(name: String, in namespace: borrowing TargetNetworkNamespace) -> SyscallResult<TapDevice> {
+    /// Creates tap interface `name` inside `namespace` (the calling thread returns home after),
+    /// with offloads if `offloads` and the kernel agrees.
+    public static func open(name: String, offloads: Bool = false,
+                            in namespace: borrowing TargetNetworkNamespace) -> SyscallResult<TapDevice> {
         do {
-            return try namespace.run { () throws(SyscallError) -> SyscallResult<TapDevice> in open(name: name) }
+            return try namespace.run { () throws(SyscallError) -> SyscallResult<TapDevice> in
+                open(name: name, offloads: offloads)
+            }
         } catch {
             return .failure(error.code)
         }
     }
 
-    /// Reads one frame into `buffer`: its length, `wouldBlock` if none is queued, 0 at EOF
-    /// (device gone). A frame longer than the buffer is truncated.
+    /// Reads one frame, after its virtio-net header if any, into `buffer`: the length of both,
+    /// `wouldBlock` if none is queued, 0 at EOF (device gone). A longer frame is truncated.
     @inlinable public func read(into buffer: UnsafeMutableRawBufferPointer) -> SyscallResult<Int> {
         let raw = descriptor.raw
         return retryingEINTR { Glibc.read(raw, buffer.baseAddress, buffer.count) }
@@ -81,6 +116,19 @@ public struct TapDevice: ~Copyable, Sendable {
     @inlinable public func write(_ frame: UnsafeRawBufferPointer) -> SyscallResult<Int> {
         let raw = descriptor.raw
         return retryingEINTR { Glibc.write(raw, frame.baseAddress, frame.count) }
+    }
+
+    /// Writes one frame after its virtio-net `header` (`virtioHeaderLength` bytes) with one
+    /// writev(2): the bytes written (both), `wouldBlock`, or the errno.
+    @inlinable public func write(header: UnsafeRawBufferPointer, frame: UnsafeRawBufferPointer) -> SyscallResult<Int> {
+        let raw = descriptor.raw
+        var vectors = (iovec(iov_base: UnsafeMutableRawPointer(mutating: header.baseAddress), iov_len: header.count),
+                       iovec(iov_base: UnsafeMutableRawPointer(mutating: frame.baseAddress), iov_len: frame.count))
+        return withUnsafePointer(to: &vectors) { pair in
+            pair.withMemoryRebound(to: iovec.self, capacity: 2) { iov in
+                retryingEINTR { Glibc.writev(raw, iov, 2) }
+            }
+        }
     }
 
     /// The interface's MAC address (6 bytes; random unless set).

@@ -11,7 +11,8 @@
 // malformed length (0, 1, or past the end), flagging it, without reading outside the options.
 // The builder writes the header and, for SYNs, the options as upstream passt sends them: MSS (kind
 // 2, 4 bytes), then NOP and window scale (kind 3, 3 bytes). The checksum covers the IPv4 or IPv6
-// pseudo header, the header and the payload, which must already follow the header in memory.
+// pseudo header, the header and the payload, which must already follow the header in memory; a
+// partial checksum (for checksum offload) is the pseudo-header sum alone.
 //
 //     0                   1                   2                   3
 //     0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
@@ -252,5 +253,24 @@ public struct TCPSegment: WireView {
     public static func fillChecksum(_ p: UnsafeMutableRawPointer, count: Int, source: IPv6Address, destination: IPv6Address) {
         fillChecksum(p, count: count, pseudoHeaderSum: Checksum.pseudoHeader(
             source: source, destination: destination, nextHeader: IPProtocol.tcp, length: count))
+    }
+
+    /// Stores the partial checksum of a `count`-byte segment at `p` over the IPv4 pseudo header:
+    /// the folded pseudo-header sum, uncomplemented, for whoever completes it (the kernel, from a
+    /// virtio-net header's NEEDS_CSUM, or `VirtioNetHeader.completeChecksum`).
+    @inlinable @inline(__always)
+    public static func fillPartialChecksum(_ p: UnsafeMutableRawPointer, count: Int, source: IPv4Address,
+                                           destination: IPv4Address) {
+        p.setBE16(16, Checksum.fold(Checksum.pseudoHeader(source: source, destination: destination,
+                                                          protocol: IPProtocol.tcp, length: count)))
+    }
+
+    /// Stores the partial checksum of a `count`-byte segment at `p` over the IPv6 pseudo header
+    /// (see the IPv4 variant).
+    @inlinable @inline(__always)
+    public static func fillPartialChecksum(_ p: UnsafeMutableRawPointer, count: Int, source: IPv6Address,
+                                           destination: IPv6Address) {
+        p.setBE16(16, Checksum.fold(Checksum.pseudoHeader(source: source, destination: destination,
+                                                          nextHeader: IPProtocol.tcp, length: count)))
     }
 }

@@ -194,6 +194,30 @@ struct PastaTCPTests {
         }
     }
 
+    @Test("MTU 1500 with -p: TCP frames beyond the MTU both ways (segmentation offload), every captured checksum valid",
+          arguments: ["192.0.2.1", "fd00::1"])
+    func offloadedFramesCaptured(gateway: String) async throws {
+        try await withTestBed { bed in
+            let pcap = bed.directory + "/tcp-offload-\(Command.nextID()).pcap"
+            let (target, pasta) = try bed.startPastaAttached(["-t", "none", "-m", "1500", "-p", pcap]
+                                                             + PastaTCPTests.quiet)
+            let server = TCPEchoServer(listener: try TCPTestSocket.listen(bed, in: bed.host, address: "::",
+                                                                          port: 7103, dualStack: true))
+            defer { server.stop() }
+            let payload = tcpTestPayload(4 << 20)
+            let client = try TCPTestSocket.connect(bed, in: target, to: gateway, port: 7103)
+            let echoed = TCPTestSocket.echo(client, payload: payload)
+            close(client)
+            #expect(echoed == payload, "\(echoed.count) bytes back; \(pasta.stderr().suffix(3000))")
+            #expect(bed.stop(pasta) == 0, "\(pasta.stderr())")
+            let frames = try CapturedTCP.frames(path: pcap, port: 7103)
+            #expect(frames.count > 0 && frames.allSatisfy(\.checksumsValid),
+                    "\(frames.filter { !$0.checksumsValid }.count) of \(frames.count) frames with a bad checksum")
+            #expect(frames.contains { $0.fromPort && $0.length > 1514 }, "no frame beyond the MTU towards the namespace")
+            #expect(frames.contains { !$0.fromPort && $0.length > 1514 }, "no frame beyond the MTU from the namespace")
+        }
+    }
+
     @Test("A closed host port is refused at once, IPv4 and IPv6", arguments: ["192.0.2.1", "fd00::1"])
     func refused(gateway: String) async throws {
         try await withTestBed { bed in
@@ -205,5 +229,52 @@ struct PastaTCPTests {
             #expect(Date().timeIntervalSince(started) < 2)
             bed.stop(pasta)
         }
+    }
+}
+
+/// TCP frames of a pcap file, with their checksums checked (IPv4 header, TCP over the pseudo header).
+struct CapturedTCP {
+    /// Length of the Ethernet frame.
+    let length: Int
+    /// Whether the frame's source port is the one asked for (else its destination port is).
+    let fromPort: Bool
+    /// Whether the IPv4 header checksum (if any) and the TCP checksum are right.
+    let checksumsValid: Bool
+
+    /// The TCP frames of the capture at `path` from or to `port`.
+    static func frames(path: String, port: UInt16) throws -> [CapturedTCP] {
+        let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        guard data.count >= 24 else { throw TestBedError(description: "pcap file too short") }
+        var offset = 24
+        var result: [CapturedTCP] = []
+        while offset + 16 <= data.count {
+            let length = Int(data[offset + 8]) | Int(data[offset + 9]) << 8 | Int(data[offset + 10]) << 16
+                | Int(data[offset + 11]) << 24
+            let frame = Array(data[(offset + 16)..<min(data.count, offset + 16 + length)])
+            offset += 16 + length
+            guard frame.count >= 14 else { continue }
+            let etherType = Int(frame[12]) << 8 | Int(frame[13])
+            var ipValid = true
+            var transport = -1
+            var pseudo: [UInt8] = []
+            if etherType == 0x0800, frame.count >= 34, frame[23] == 6 {
+                let headerLength = Int(frame[14] & 0x0f) * 4
+                let total = Int(frame[16]) << 8 | Int(frame[17])
+                transport = 14 + headerLength
+                ipValid = SYNFlood.internetChecksum(Array(frame[14..<transport])) == 0
+                let tcpLength = total - headerLength
+                pseudo = Array(frame[26..<34]) + [0, 6, UInt8(tcpLength >> 8), UInt8(tcpLength & 0xff)]
+            } else if etherType == 0x86dd, frame.count >= 54, frame[20] == 6 {
+                transport = 54
+                pseudo = Array(frame[22..<54]) + [0, 0, frame[18], frame[19], 0, 0, 0, 6]
+            }
+            guard transport >= 0, frame.count >= transport + 20 else { continue }
+            let source = UInt16(frame[transport]) << 8 | UInt16(frame[transport + 1])
+            let destination = UInt16(frame[transport + 2]) << 8 | UInt16(frame[transport + 3])
+            guard source == port || destination == port else { continue }
+            let tcpValid = SYNFlood.internetChecksum(pseudo + frame[transport...]) == 0
+            result.append(CapturedTCP(length: frame.count, fromPort: source == port, checksumsValid: ipValid && tcpValid))
+        }
+        return result
     }
 }

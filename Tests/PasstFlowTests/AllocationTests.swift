@@ -2,7 +2,8 @@
 //
 // Theory of operation: CAllocationCounter defines the malloc family in the test executable and
 // counts the calls of each thread. A connection is set up through the usual rig (fake tap, real
-// loopback socket, fake clock), then one pass warms up and 100 passes are counted: in each, 100
+// loopback socket, fake clock; frames of one MSS, or of many segments as for a tap with
+// segmentation offload), then one pass warms up and 100 passes are counted: in each, 100
 // guest segments of 1000 bytes go through handleGuestSegment and one flushGuestData into the
 // socket, the server drains them, the server sends 100 000 bytes back, and the socket's data is
 // carried to the guest (handleSocketEvent, then the guest's ACKs built in place) until all of it
@@ -21,6 +22,8 @@ import PasstWire
 struct CountingTap: TCPTap {
     let ourMAC = MACAddress(0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55)
     let guestMAC = MACAddress(0x02, 0, 0, 0, 0, 0x01)
+    /// Whether the engine may send frames of many segments (marked for segmentation offload).
+    var segmentationOffload = false
     var frames = 0
     /// Sequence number after the last payload byte sent to the guest.
     var dataEnd: UInt32 = 0
@@ -41,8 +44,9 @@ struct CountingTap: TCPTap {
 struct AllocationTests {
     static let segmentsPerPass = 100, payloadSize = 1000, passes = 100
 
-    @Test("10,000 segments from the guest to a socket and 10,000 back: no allocation after one warm-up pass")
-    func tcpBothWays() throws {
+    @Test("10,000 segments from the guest to a socket and 10,000 back: no allocation after one warm-up pass",
+          arguments: [false, true])
+    func tcpBothWays(segmentationOffload: Bool) throws {
         try inPrivateNetworkNamespace {
             var rig = TCPRig()
             let (server, serverPort) = try LoopbackTCP.listener()
@@ -72,6 +76,7 @@ struct AllocationTests {
             let buffer = UnsafeMutableRawPointer.allocate(byteCount: perPass, alignment: 8)
             defer { buffer.deallocate() }
             var tap = CountingTap()
+            tap.segmentationOffload = segmentationOffload
             tap.dataEnd = ourSeq
             let guest = IPv6Address(v4Mapped: TCPRig.guest), gateway = IPv6Address(v4Mapped: TCPRig.gateway)
             var drained = 0, acknowledged = ourSeq, counted = 0, failures = 0

@@ -10,14 +10,26 @@ import PasstFlow
 import PasstSys
 import PasstWire
 
-/// Frames sent to the guest, kept in memory.
+/// Frames sent to the guest, kept in memory (with their virtio-net headers when offloading).
 struct MemoryTap: TCPTap {
     let ourMAC = MACAddress(0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55)
     let guestMAC = MACAddress(0x02, 0, 0, 0, 0, 0x01)
+    /// Whether the engine may send frames of many segments (a tap with a virtio-net header).
+    var segmentationOffload = false
     var frames: [[UInt8]] = []
+    /// The virtio-net header of every frame sent with one, in order.
+    var offloads: [VirtioNetHeader] = []
 
     /// Keeps a copy of `frame`.
     mutating func send(_ frame: UnsafeRawBufferPointer) { frames.append(Array(frame)) }
+
+    /// Keeps `offload` and a copy of `frame` with its checksum completed as the kernel would.
+    mutating func send(_ frame: UnsafeMutableRawBufferPointer, offload: VirtioNetHeader) {
+        offloads.append(offload)
+        var copy = Array(frame)
+        copy.withUnsafeMutableBytes { offload.completeChecksum($0.baseAddress!, count: $0.count) }
+        frames.append(copy)
+    }
 }
 
 /// A TCP segment towards the guest, decoded from a frame of the fake tap.
@@ -293,6 +305,49 @@ struct TCPFlowTests {
             #expect(fin.last?.flags == [.fin, .ack] && fin.last?.seq == expected)
             rig.send(from: 40001, to: serverPort, seq: guestSeq &+ 6, ack: expected &+ 1, flags: .ack)
             do { let open = rig.flows.count, keys = rig.table.count; #expect(open == 0 && keys == 0) }
+        }
+    }
+
+    @Test("Segmentation offload: socket data leaves as frames of whole 1460-byte segments up to 64 KiB, marked GSO")
+    func segmentationOffloadFrames() throws {
+        try inPrivateNetworkNamespace {
+            var rig = TCPRig()
+            rig.tap.segmentationOffload = true
+            let (server, serverPort) = try LoopbackTCP.listener()
+            defer { close(server) }
+            let (accepted, _, guestSeq, ourSeq) = try TCPFlowTests.connect(&rig, guestPort: 40021, server: server,
+                                                                          serverPort: serverPort, window: 65535,
+                                                                          windowScale: 7)
+            defer { close(accepted) }
+            #expect(rig.tap.offloads.allSatisfy { $0.gsoType == VirtioNetHeader.gsoNone && $0.hasPartialChecksum })
+            rig.tap.offloads.removeAll()
+
+            // A window of 8 MiB (65535 << 7): frames of 44 segments (64240 bytes), the rest in one.
+            let data = tcpTestData(200_000)
+            #expect(send(accepted, data, data.count, 0) == data.count)
+            var received: [UInt8] = []
+            var expected = ourSeq
+            for _ in 0..<50 where received.count < data.count {
+                let views = rig.receive()
+                let offloads = rig.tap.offloads
+                try #require(offloads.count == views.count)
+                for (index, segment) in views.enumerated() where !segment.payload.isEmpty {
+                    let header = offloads[index]
+                    #expect(segment.seq == expected && segment.payload.count <= 44 * 1460)
+                    #expect(header.hasPartialChecksum && header.checksumStart == 34 && header.checksumOffset == 16)
+                    #expect(header.headerLength == 54)
+                    if segment.payload.count > 1460 {
+                        #expect(header.gsoType == VirtioNetHeader.gsoTCPv4 && header.segmentSize == 1460)
+                    } else {
+                        #expect(header.gsoType == VirtioNetHeader.gsoNone)
+                    }
+                    expected &+= UInt32(segment.payload.count)
+                    received += segment.payload
+                }
+                rig.tap.offloads.removeAll()
+                rig.send(from: 40021, to: serverPort, seq: guestSeq, ack: expected, flags: .ack)
+            }
+            #expect(received == data)
         }
     }
 

@@ -1,7 +1,7 @@
 // The tap device, proven against the kernel inside a scratch network namespace: the kernel's ARP
 // request comes out of the fd, a hand-made ARP reply goes in and lands in the neighbour table, and
-// the datagram that was waiting for it follows. Addresses are from 198.51.100.0/24 inside the scratch
-// namespace only; nothing else is touched.
+// the datagram that was waiting for it follows, without and with the virtio-net header. Addresses
+// are from 198.51.100.0/24 inside the scratch namespace only; nothing else is touched.
 import Foundation
 import Testing
 import PasstSys
@@ -11,7 +11,8 @@ private let tapAddress: [UInt8] = [198, 51, 100, 1]
 private let peerAddress: [UInt8] = [198, 51, 100, 2]
 private let peerMAC: [UInt8] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02]
 
-/// Reads frames from `tap` for up to `timeoutMilliseconds` until `accept` takes one.
+/// Reads frames from `tap` for up to `timeoutMilliseconds` until `accept` takes one (without
+/// its virtio-net header, if the tap has one).
 private func readFrame(from tap: borrowing TapDevice, timeoutMilliseconds: Int32,
                        until accept: ([UInt8]) -> Bool) -> [UInt8]? {
     var buffer = [UInt8](repeating: 0, count: 65_536)
@@ -21,8 +22,8 @@ private func readFrame(from tap: borrowing TapDevice, timeoutMilliseconds: Int32
         _ = poll(&pfd, 1, 100)
         let result = buffer.withUnsafeMutableBytes { tap.read(into: $0) }
         switch result {
-        case .success(let n) where n > 0:
-            let frame = Array(buffer[0..<n])
+        case .success(let n) where n > tap.virtioHeaderLength:
+            let frame = Array(buffer[tap.virtioHeaderLength..<n])
             if accept(frame) { return frame }
         case .success, .wouldBlock: continue
         case .failure(let e):
@@ -46,12 +47,15 @@ private func arpReply(senderMAC: [UInt8], senderIP: [UInt8], targetMAC: [UInt8],
         + senderMAC + senderIP + targetMAC + targetIP
 }
 
-/// Opens tap "tap0" in a new scratch namespace and runs `body` with the namespace name.
-private func withTapInScratchNamespace(_ body: (String, borrowing TargetNetworkNamespace, borrowing TapDevice) throws -> Void) throws {
+/// Opens tap "tap0" (with `offloads` if asked) in a new scratch namespace and runs `body` with
+/// the namespace name.
+private func withTapInScratchNamespace(offloads: Bool = false,
+                                       _ body: (String, borrowing TargetNetworkNamespace, borrowing TapDevice) throws -> Void) throws {
     try NamespaceTestSupport.withScratchNamespace { name in
         let target = try TargetNetworkNamespace(path: Namespaces.networkNamespacePath(name))
-        let tap = try TapDevice.open(name: "tap0", in: target).get()
+        let tap = try TapDevice.open(name: "tap0", offloads: offloads, in: target).get()
         #expect(tap.name == "tap0")
+        #expect(tap.virtioHeaderLength == (offloads ? TapDevice.offloadHeaderLength : 0))
         try body(name, target, tap)
     }
 }
@@ -64,8 +68,8 @@ private func withTapInScratchNamespace(_ body: (String, borrowing TargetNetworkN
 }
 
 @Suite(.enabled(if: NamespaceTestSupport.isRoot, "needs root")) struct TapDeviceTests {
-    @Test func arpRequestOutReplyInNeighbourLearned() throws {
-        try withTapInScratchNamespace { name, target, tap in
+    @Test(arguments: [false, true]) func arpRequestOutReplyInNeighbourLearned(offloads: Bool) throws {
+        try withTapInScratchNamespace(offloads: offloads) { name, target, tap in
             let ip = NamespaceTestSupport.self
             try ip.check(["ip", "-n", name, "addr", "add", "198.51.100.1/24", "dev", "tap0"])
             try ip.check(["ip", "-n", name, "link", "set", "tap0", "up"])
@@ -96,8 +100,15 @@ private func withTapInScratchNamespace(_ body: (String, borrowing TargetNetworkN
             #expect(Array(request[28..<32]) == tapAddress)
 
             let reply = arpReply(senderMAC: peerMAC, senderIP: peerAddress, targetMAC: tapMAC, targetIP: tapAddress)
-            let written = reply.withUnsafeBytes { tap.write($0) }
-            #expect(NamespaceTestSupport.value(written) == reply.count)
+            if offloads {
+                // An all-zero virtio-net header: a complete frame, nothing for the kernel to do.
+                let header = [UInt8](repeating: 0, count: tap.virtioHeaderLength)
+                let written = header.withUnsafeBytes { h in reply.withUnsafeBytes { tap.write(header: h, frame: $0) } }
+                #expect(NamespaceTestSupport.value(written) == header.count + reply.count)
+            } else {
+                let written = reply.withUnsafeBytes { tap.write($0) }
+                #expect(NamespaceTestSupport.value(written) == reply.count)
+            }
 
             // The queued datagram now leaves, addressed to the MAC we supplied.
             let datagram = readFrame(from: tap, timeoutMilliseconds: 5_000) {

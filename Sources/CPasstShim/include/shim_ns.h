@@ -22,8 +22,9 @@
  *
  *     If the parent's end is closed without a byte (the parent died or gave up), the child's
  *     read sees EOF and it exits: a held child never outlives its parent's interest (§16.15).
- *   - The tap device: TUNSETIFF with a struct ifreq, and SIOCGIFHWADDR/SIOCSIFHWADDR, which the
- *     tun driver answers on the device fd itself (no socket, hence namespace-independent).
+ *   - The tap device: TUNSETIFF with a struct ifreq, TUNSETVNETHDRSZ and TUNSETOFFLOAD (the
+ *     virtio-net header and its offloads), and SIOCGIFHWADDR/SIOCSIFHWADDR, which the tun
+ *     driver answers on the device fd itself (no socket, hence namespace-independent).
  *   - Capabilities of the calling thread (capget/capset exist only as syscall(2), which is
  *     variadic), as 64-bit masks of CAP_* bit numbers, for the switch to --runas IDs.
  * Functions return -1 with errno set on failure, like the syscalls they wrap. */
@@ -70,9 +71,14 @@ int shim_ns_spawn(const char *file, char *const argv[], int clone_flags, int hol
 /** Maps a waitpid() status to an exit code: the status, 128 + signal if killed, -1 otherwise. */
 int shim_ns_exit_code(int wait_status);
 
-/** TUNSETIFF: makes tun fd a tap (IFF_TAP|IFF_NO_PI) named name ("" = kernel's choice), copies
- *  the name the kernel used to name_out; returns 0 or -1 with errno. */
-int shim_tap_set_interface(int fd, const char *name, char name_out[SHIM_IFNAMSIZ]);
+/** TUNSETIFF: makes tun fd a tap (IFF_TAP|IFF_NO_PI, with IFF_VNET_HDR if virtio_header) named
+ *  name ("" = kernel's choice), copies the name the kernel used to name_out; 0 or -1 with errno. */
+int shim_tap_set_interface(int fd, const char *name, int virtio_header, char name_out[SHIM_IFNAMSIZ]);
+
+/** TUNSETVNETHDRSZ header_length, then TUNSETOFFLOAD TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6 on a tap
+ *  made with IFF_VNET_HDR: the kernel then hands over and takes TCP segments of up to 64 KiB
+ *  with partial checksums. Returns 0 or -1 with errno. */
+int shim_tap_set_offloads(int fd, int header_length);
 
 /** SIOCGIFHWADDR on a tap fd: copies the interface's MAC address to mac; returns 0 or -1. */
 int shim_tap_get_mac(int fd, uint8_t mac[6]);
