@@ -255,11 +255,6 @@ public struct TCPFlows: ~Copyable {
         return UInt32(truncatingIfNeeded: hash >> 32 ^ hash) &+ UInt32(truncatingIfNeeded: now >> 5)
     }
 
-    /// The epoll token payload of `slot` in its current generation (SlotStack.swift).
-    func tokenData(_ slot: Int) -> UInt32 {
-        slots.tokenData(slot)
-    }
-
     /// The slot an event token's payload names, if that slot still holds the connection the
     /// token was made for (a closed connection's descriptor number and slot can both be reused
     /// by a new one while the old one's events of the same wake-up wait in the batch).
@@ -270,7 +265,7 @@ public struct TCPFlows: ~Copyable {
 
     /// The epoll token of `slot`'s socket (tests drive events through it).
     public func socketToken(slot: Int) -> EventToken {
-        EventToken(kind: socketKind, fd: connections[slot].socket, data: tokenData(slot))
+        EventToken(kind: socketKind, fd: connections[slot].socket, data: slots.tokenData(slot))
     }
 
     /// Whether `address` can be a TCP endpoint (unicast, specified).
@@ -1093,7 +1088,7 @@ public struct TCPFlows: ~Copyable {
             guard fd >= 0 else { return }
             var event = epoll_event()
             event.events = EPOLLIN.rawValue
-            event.data.u64 = EventToken(kind: timerKind, fd: fd, data: tokenData(slot)).rawValue
+            event.data.u64 = EventToken(kind: timerKind, fd: fd, data: slots.tokenData(slot)).rawValue
             guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0 else {
                 close(fd)
                 return

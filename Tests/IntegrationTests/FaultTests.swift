@@ -410,6 +410,16 @@ struct FaultTests {
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
+    /// pasta attached to a new namespace with nothing forwarded, and a dual-stack listener on the
+    /// host's `port` with a backlog of 4096 (the caller closes it).
+    static func pastaWithHostListener(_ bed: TestBed, port: UInt16) throws
+        -> (target: String, pasta: BackgroundProcess, listener: Int32) {
+        let (target, pasta) = try bed.startPastaAttached(["-t", "none"] + FaultTests.quiet)
+        let listener = try TCPTestSocket.listen(bed, in: bed.host, address: "::", port: port, dualStack: true)
+        _ = Glibc.listen(listener, 4096)
+        return (target, pasta, listener)
+    }
+
     /// One 64 KiB echo through the gateway to `port`; returns whether it came back whole.
     static func echoWorks(_ bed: TestBed, from target: String, port: UInt16) -> Bool {
         guard let client = try? TCPTestSocket.connect(bed, in: target, to: TestBed.routerIPv4, port: port) else { return false }
@@ -521,8 +531,7 @@ struct FaultTests {
     func hostPeerResets() async throws {
         try await withTestBed { bed in
             let port: UInt16 = 7405
-            let (target, pasta) = try bed.startPastaAttached(["-t", "none"] + FaultTests.quiet)
-            let listener = try TCPTestSocket.listen(bed, in: bed.host, address: "::", port: port, dualStack: true)
+            let (target, pasta, listener) = try FaultTests.pastaWithHostListener(bed, port: port)
             defer { close(listener) }
             let warmClient = try TCPTestSocket.connect(bed, in: target, to: TestBed.routerIPv4, port: port)
             let warmServer = BulkTransfer.accept(listener)
@@ -574,10 +583,8 @@ struct FaultTests {
     func connectionChurn() async throws {
         try await withTestBed { bed in
             let port: UInt16 = 7409
-            let (target, pasta) = try bed.startPastaAttached(["-t", "none"] + FaultTests.quiet)
-            let listener = try TCPTestSocket.listen(bed, in: bed.host, address: "::", port: port, dualStack: true)
+            let (target, pasta, listener) = try FaultTests.pastaWithHostListener(bed, port: port)
             defer { close(listener) }
-            _ = Glibc.listen(listener, 4096)
             let perClient = 2000
             let served = onThread {
                 ManyConnections.serve(listener, expected: 2 * perClient, deadline: Date().addingTimeInterval(120))
@@ -673,12 +680,11 @@ struct FaultTests {
     func malformedFramesAtFullSpeed() async throws {
         try await withTestBed { bed in
             let port: UInt16 = 7406, echoPort: UInt16 = 7407
-            let (target, pasta) = try bed.startPastaAttached(["-t", "none"] + FaultTests.quiet)
+            let (target, pasta, listener) = try FaultTests.pastaWithHostListener(bed, port: port)
+            defer { close(listener) }
             let server = TCPEchoServer(listener: try TCPTestSocket.listen(bed, in: bed.host, address: "::",
                                                                           port: echoPort, dualStack: true))
             defer { server.stop() }
-            let listener = try TCPTestSocket.listen(bed, in: bed.host, address: "::", port: port, dualStack: true)
-            defer { close(listener) }
             try #require(FaultTests.echoWorks(bed, from: target, port: echoPort), "\(pasta.stderr())")
             let baseline = Footprint.settled(pasta.pid)
 
