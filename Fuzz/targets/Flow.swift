@@ -862,7 +862,7 @@ struct FlowRig: ~Copyable {
             guard kept.udp.socket(ofSlot: slot) == token.fd else { return }
             if events.contains(.error) { kept.udp.drainErrors(slot: slot) }
             while let count = kept.udp.receiveReplies(slot: slot, now: now, ourMAC: Net.ourMAC, guestMAC: Net.guestMAC) {
-                for index in 0..<count { tap.send(kept.udp.frame(index)) }
+                for index in 0..<count { tap.send(kept.udp.frame(index), offload: kept.udp.offload(index)) }
             }
         case Net.pingKind:
             while let length = echo.receiveReply(slot: slot, into: FlowRig.outbound, ourMAC: Net.ourMAC,
@@ -876,7 +876,7 @@ struct FlowRig: ~Copyable {
             while let count = kept.udp.receiveFromListener(slot, now: now, ourMAC: Net.ourMAC, guestMAC: Net.guestMAC,
                                                            seen4: guest.seen4, seen6: guest.seen6,
                                                            linkLocalSeen6: guest.linkLocalSeen6, table: &table) {
-                for index in 0..<count { tap.send(kept.udp.frame(index)) }
+                for index in 0..<count { tap.send(kept.udp.frame(index), offload: kept.udp.offload(index)) }
             }
         default:
             fatalError("flow harness: token kind \(token.kind)")

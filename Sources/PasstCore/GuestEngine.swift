@@ -302,7 +302,7 @@ struct GuestEngine<Link: GuestLink & ~Copyable>: ~Copyable {
         guard udp.socket(ofSlot: slot) == fd else { return }
         if events.contains(.error) { udp.drainErrors(slot: slot) }
         while let count = udp.receiveReplies(slot: slot, now: now, ourMAC: link.ourMAC, guestMAC: link.guestMAC) {
-            for index in 0..<count { link.send(udp.frame(index)) }
+            for index in 0..<count { link.send(udp.frame(index), offload: udp.offload(index)) }
         }
     }
 
@@ -313,7 +313,7 @@ struct GuestEngine<Link: GuestLink & ~Copyable>: ~Copyable {
         while let count = udp.receiveFromListener(index, now: loop.now, ourMAC: link.ourMAC,
                                                   guestMAC: link.guestMAC, seen4: guest.seen4, seen6: guest.seen6,
                                                   linkLocalSeen6: guest.linkLocalSeen6, table: &flows) {
-            for index in 0..<count { link.send(udp.frame(index)) }
+            for index in 0..<count { link.send(udp.frame(index), offload: udp.offload(index)) }
             udpForwarding.registerNewFlows(&udp, loop: &loop)
         }
     }

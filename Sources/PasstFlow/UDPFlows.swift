@@ -24,7 +24,9 @@
 // each slot with room for the Ethernet, IP and UDP headers in front of the payload, which are
 // then written in place: one copy, no allocation. A read asks for as many datagrams as fit
 // 64 KiB at the previous read's average size (1 to 32): a batch of large ones would leave the
-// cache before their frames are written (+22 % for 65000-byte datagrams host -> namespace). The daemon writes `frame(i)` to the tap.
+// cache before their frames are written (+22 % for 65000-byte datagrams host -> namespace). The
+// UDP checksum is left partial (the pseudo-header sum): the daemon writes `frame(i)` with
+// `offload(i)`, so pasta's tap takes it as verified (NEEDS_CSUM) and passt completes it.
 //
 // pasta's loopback bypass (UDPSplice.swift) keeps a second socket per flow instead of the tap:
 // datagrams move socket to socket between the two namespaces, never as frames.
@@ -205,9 +207,17 @@ public struct UDPFlows: ~Copyable {
         slot >= 0 && slot < flows.count ? flows[slot].socket : -1
     }
 
-    /// Frame `index` of the last receive call: Ethernet, IP, UDP and payload.
-    public func frame(_ index: Int) -> UnsafeRawBufferPointer {
-        UnsafeRawBufferPointer(start: receivePool + frameStarts[index], count: frameLengths[index])
+    /// Frame `index` of the last receive call: Ethernet, IP, UDP and payload, with the UDP
+    /// checksum partial (see `offload`).
+    public func frame(_ index: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: receivePool + frameStarts[index], count: frameLengths[index])
+    }
+
+    /// The offload header of frame `index`: its checksum holds only the pseudo-header sum, for the
+    /// tap's kernel to take as verified or the link to complete (`TCPTap.send(_:offload:)`).
+    public func offload(_ index: Int) -> VirtioNetHeader {
+        let udpStart = index * UDPFlows.slotSize + UDPFlows.headroom - UDPDatagram.headerLength
+        return .udp(udpOffset: udpStart - frameStarts[index])
     }
 
     // MARK: Guest to host
@@ -518,7 +528,8 @@ public struct UDPFlows: ~Copyable {
         }
     }
 
-    /// Writes the Ethernet, IP and UDP headers in front of received payload `index` for `flow`.
+    /// Writes the Ethernet, IP and UDP headers in front of received payload `index` for `flow`,
+    /// the UDP checksum partial: computing it here would read every payload byte once more.
     func buildFrame(_ index: Int, flow: UDPFlow, ourMAC: MACAddress, guestMAC: MACAddress) {
         let slot = receivePool + index * UDPFlows.slotSize
         let payloadLength = Int(receiveHeaders[index].msg_len)
@@ -528,7 +539,9 @@ public struct UDPFlows: ~Copyable {
                           payloadLength: payloadLength)
         let start: Int
         if flow.isIPv6 {
-            UDPDatagram.fillChecksum(udp, count: datagramLength, source: flow.peerAddress, destination: flow.guestAddress)
+            UDPDatagram.fillPartialChecksum(udp, pseudoHeaderSum: Checksum.pseudoHeader(
+                source: flow.peerAddress, destination: flow.guestAddress, nextHeader: IPProtocol.udp,
+                length: datagramLength))
             let ip = udp - IPv6Packet.headerLength
             IPv6Packet.write(to: ip, source: flow.peerAddress, destination: flow.guestAddress,
                              nextHeader: IPProtocol.udp, payloadLength: datagramLength)
@@ -537,7 +550,8 @@ public struct UDPFlows: ~Copyable {
         } else {
             let source = flow.peerAddress.v4Mapped ?? .any
             let destination = flow.guestAddress.v4Mapped ?? .any
-            UDPDatagram.fillChecksum(udp, count: datagramLength, source: source, destination: destination)
+            UDPDatagram.fillPartialChecksum(udp, pseudoHeaderSum: Checksum.pseudoHeader(
+                source: source, destination: destination, protocol: IPProtocol.udp, length: datagramLength))
             let ip = udp - IPv4Packet.minimumHeaderLength
             IPv4Packet.write(to: ip, source: source, destination: destination, protocol: IPProtocol.udp,
                              payloadLength: datagramLength)

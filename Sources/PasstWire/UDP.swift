@@ -97,4 +97,12 @@ public struct UDPDatagram: WireView {
         fillChecksum(p, count: count, pseudoHeaderSum: Checksum.pseudoHeader(
             source: source, destination: destination, nextHeader: IPProtocol.udp, length: count))
     }
+
+    /// Stores the partial checksum of the datagram at `p` given its unfolded pseudo-header sum:
+    /// that sum folded, uncomplemented, for whoever completes it (the kernel, from a virtio-net
+    /// header's NEEDS_CSUM, or `VirtioNetHeader.completeChecksum`).
+    @inlinable @inline(__always)
+    public static func fillPartialChecksum(_ p: UnsafeMutableRawPointer, pseudoHeaderSum: UInt64) {
+        p.setBE16(6, Checksum.fold(pseudoHeaderSum))
+    }
 }

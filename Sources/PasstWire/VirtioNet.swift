@@ -10,9 +10,9 @@
 // checksum (`completeChecksum`). Writing to the tap (us -> namespace), the same two promises
 // go the other way: a TCP frame of many segments marked GSO with the segment size the guest
 // accepts is taken whole by local delivery (no segmentation, one trip through its stack), and
-// NEEDS_CSUM with the pseudo-header sum in the field spares us computing checksums the kernel
-// treats as verified (CHECKSUM_PARTIAL). hdr_len is the length of the headers (Ethernet, IP,
-// TCP) the kernel puts in the linear part of its buffer. The header is 10 bytes; its 16-bit
+// NEEDS_CSUM with the pseudo-header sum in the field (TCP and UDP frames) spares us computing
+// checksums the kernel treats as verified (CHECKSUM_PARTIAL). hdr_len is the length of the headers (Ethernet, IP,
+// TCP or UDP) the kernel puts in the linear part of its buffer. The header is 10 bytes; its 16-bit
 // fields are in the host's byte order (legacy virtio, which tun uses unless told otherwise).
 //
 //     0               1               2               3
@@ -39,6 +39,8 @@ public struct VirtioNetHeader: Equatable, Sendable {
     public static let gsoTCPv6: UInt8 = 4
     /// Offset of the checksum field in a TCP header.
     public static let tcpChecksumOffset: UInt16 = 16
+    /// Offset of the checksum field in a UDP header.
+    public static let udpChecksumOffset: UInt16 = 6
     /// A frame with nothing left to do: complete checksums, no segmentation.
     public static let none = VirtioNetHeader()
 
@@ -80,6 +82,13 @@ public struct VirtioNetHeader: Equatable, Sendable {
                                segmentSize: segmented ? UInt16(truncatingIfNeeded: segmentSize) : 0,
                                checksumStart: UInt16(truncatingIfNeeded: tcpOffset),
                                checksumOffset: tcpChecksumOffset)
+    }
+
+    /// The header of a UDP frame whose UDP header starts at `udpOffset`, with a partial checksum.
+    @inlinable @inline(__always)
+    public static func udp(udpOffset: Int) -> VirtioNetHeader {
+        VirtioNetHeader(flags: needsChecksum, headerLength: UInt16(truncatingIfNeeded: udpOffset &+ 8),
+                        checksumStart: UInt16(truncatingIfNeeded: udpOffset), checksumOffset: udpChecksumOffset)
     }
 
     /// Reads the header at `p` (`length` bytes).

@@ -100,6 +100,14 @@ struct UDPFlowTests {
                 let count = try #require(replies)
                 try #require(count == 1)
                 let frame = flows.frame(0)
+                let offload = flows.offload(0)
+                #expect(offload.hasPartialChecksum && offload.gsoType == VirtioNetHeader.gsoNone)
+                #expect(offload.checksumStart == 34 && offload.checksumOffset == 6 && offload.headerLength == 42)
+                #expect(frame.load(fromByteOffset: 40, as: UInt16.self).bigEndian == Checksum.fold(
+                    Checksum.pseudoHeader(source: UDPFlowTests.gateway, destination: UDPFlowTests.guest,
+                                          protocol: IPProtocol.udp, length: 8 + payload.count)),
+                        "partial checksum: the pseudo-header sum alone")
+                offload.completeChecksum(frame.baseAddress!, count: frame.count)
                 let parsed = EthernetFrame(frame.baseAddress!, count: frame.count)
                 let ethernet = try #require(parsed)
                 #expect(ethernet.destination == guestMAC && ethernet.source == ourMAC)
