@@ -132,6 +132,9 @@ struct TCPConnection {
     var lastFastRetransmit: UInt32
     /// When the armed timer is due (monotonic ns), 0 when disarmed.
     var timerDeadline: UInt64
+    /// When the timerfd is set to fire (monotonic ns): never after `timerDeadline` while that is
+    /// set; 0 once it fired or before it was first set.
+    var timerFiresAt: UInt64
     /// What the armed timer is for (TCPFlows.TimerClass).
     var timerClass: UInt8
     /// The epoll events the socket is registered with.

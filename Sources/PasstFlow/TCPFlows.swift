@@ -52,7 +52,9 @@
 // connection has a timerfd, created when first needed, for the ACK interval (10 ms), the ACK
 // timeout (2 s, which also repeats our SYN to the guest), the handshake timeout (10 s) and the
 // FIN timeout (60 s); the deadline kept in
-// the record decides, so a test's clock drives the timers. Frames go to a `TCPTap` (the
+// the record decides, so a test's clock drives the timers. The timerfd is set only when it would
+// fire after the deadline: a timer that fires early re-arms for the rest, one no longer due
+// fires once for nothing, and a request/response exchange costs no timerfd syscall at all. Frames go to a `TCPTap` (the
 // daemon's tap writer, or a test's memory); records and buffers are allocated once.
 import PasstConfig
 import PasstSys
@@ -361,9 +363,12 @@ public struct TCPFlows: ~Copyable {
             let ack = segment.acknowledgmentNumber
             let window = UInt32(segment.window) << c.pointee.wsFromTap
             let previousAck = c.pointee.seqAckFromTap
+            // More room for the guest matters only to data waiting in the socket (stalled): any
+            // data arriving later is sent on the socket's own input event.
+            let stalled = c.pointee.flags.contains(.stalled)
             if TCPSequence.less(previousAck, ack) && TCPSequence.lessOrEqual(ack, c.pointee.seqToTap) {
                 acknowledge(slot, upTo: ack, now: now)
-                resend = true
+                resend = stalled
             } else if ack == previousAck && length == 0 && !flags.contains(.fin) && window == c.pointee.wndFromTap
                         && c.pointee.inFlight > 0 && c.pointee.lastFastRetransmit != ack {
                 // A pure duplicate ACK: the guest lost something we sent.
@@ -374,7 +379,7 @@ public struct TCPFlows: ~Copyable {
             if window != c.pointee.wndFromTap {
                 // A window closing to 0 while data is in flight is ignored (Linux zero-window ACKs).
                 if window != 0 || c.pointee.inFlight == 0 {
-                    resend = resend || window > c.pointee.wndFromTap
+                    resend = resend || (stalled && window > c.pointee.wndFromTap)
                     c.pointee.wndFromTap = window
                 }
             }
@@ -559,7 +564,7 @@ public struct TCPFlows: ~Copyable {
             seqFromTap: segment.sequenceNumber &+ 1, seqAckToTap: segment.sequenceNumber &+ 1,
             seqInitFromTap: segment.sequenceNumber &+ 1, bytesAckedBase: 0, wndFromTap: UInt32(segment.window),
             wndToTap: TCPWindow.minimumBeforeEstablished, sendBuffer: 0, lastDupAckSent: 0, lastFastRetransmit: 0,
-            timerDeadline: 0, timerClass: 0, epollEvents: 0))
+            timerDeadline: 0, timerFiresAt: 0, timerClass: 0, epollEvents: 0))
         c.pointee.seqToTap = initialSequence(key, now: now)
         c.pointee.seqAckFromTap = c.pointee.seqToTap
         count += 1
@@ -711,7 +716,7 @@ public struct TCPFlows: ~Copyable {
             guestPort: listener.targetPort, peerAddress: source, peerPort: peer.port, tapMSS: TCPWindow.defaultMSS,
             windowScaling: true, seqToTap: isn, seqAckFromTap: isn, seqFromTap: 0, seqAckToTap: 0,
             seqInitFromTap: 0, bytesAckedBase: 0, wndFromTap: 0, wndToTap: TCPWindow.minimumBeforeEstablished,
-            sendBuffer: TCPFlows.sendBufferSize(fd), lastDupAckSent: 0, lastFastRetransmit: 0, timerDeadline: 0,
+            sendBuffer: TCPFlows.sendBufferSize(fd), lastDupAckSent: 0, lastFastRetransmit: 0, timerDeadline: 0, timerFiresAt: 0,
             timerClass: 0, epollEvents: 0))
         count += 1
         guard table.insert(key, reference: UInt32(slot)) else {
@@ -760,11 +765,13 @@ public struct TCPFlows: ~Copyable {
         }
         guard state.contains(.established) else { return }
         if !events.isDisjoint(with: .hangups) { c.pointee.set(.sockFinReceived) }
+        var refreshed = false
         if !events.isDisjoint(with: .readable) {
-            sendFromSocket(slot, now: now, table: &table, tap: &tap)
+            refreshed = sendFromSocket(slot, now: now, table: &table, tap: &tap)
             guard c.pointee.inUse else { return }
         }
-        if events.contains(.output) && refreshAckAndWindow(slot, acknowledgeAll: false) {
+        // Edge-triggered, OUT comes with every IN: frames just sent carry a fresh ACK and window.
+        if events.contains(.output) && !refreshed && refreshAckAndWindow(slot, acknowledgeAll: false) {
             sendFlags(slot, .ack, tap: &tap)
         }
         updateTimer(slot, now: now)
@@ -773,12 +780,14 @@ public struct TCPFlows: ~Copyable {
     // MARK: Socket to guest
 
     /// Peeks what the guest's window allows from the socket of `slot` and sends it as segments;
-    /// sends our FIN once the socket reached end of file and everything was sent.
+    /// sends our FIN once the socket reached end of file and everything was sent. Returns whether
+    /// frames went out with an ACK and window freshly read from the socket.
+    @discardableResult
     mutating func sendFromSocket<Tap: TCPTap & ~Copyable>(
         _ slot: Int, now: UInt64, table: inout FlowTable, tap: inout Tap
-    ) {
+    ) -> Bool {
         let c = connections + slot
-        guard c.pointee.events.contains(.established), !c.pointee.events.contains(.tapFinSent) else { return }
+        guard c.pointee.events.contains(.established), !c.pointee.events.contains(.tapFinSent) else { return false }
         // Segments of at most half the guest's window: Linux takes the largest segment it saw as
         // its receive MSS and advertises a zero window whenever its free space is below that, so
         // one segment filling a young connection's whole window (64 KiB at MTU 65520) can leave
@@ -794,7 +803,7 @@ public struct TCPFlows: ~Copyable {
             let window = min(c.pointee.wndFromTap, TCPWindow.maximum)
             if inFlight >= window {
                 c.pointee.flags.insert(TCPConnectionFlags.waitingForGuest)
-                return
+                return refreshed
             }
             let budget = Int(window - inFlight)
             let frames = min(TCPFlows.batchFrames, (budget + frameBytes - 1) / frameBytes)
@@ -827,7 +836,7 @@ public struct TCPFlows: ~Copyable {
             case .failure(let code):
                 Log.debug("TCP: peek failed: \(SyscallError(code))")
                 reset(slot, table: &table, tap: &tap)
-                return
+                return refreshed
             }
             if fresh == 0 {
                 if endOfFile || c.pointee.events.contains(.sockFinReceived) {
@@ -839,7 +848,7 @@ public struct TCPFlows: ~Copyable {
                 } else if inFlight > 0 {
                     c.pointee.flags.insert(TCPConnectionFlags.waitingForGuest)
                 }
-                return
+                return refreshed
             }
             if !refreshed {
                 _ = refreshAckAndWindow(slot, acknowledgeAll: false)
@@ -859,7 +868,9 @@ public struct TCPFlows: ~Copyable {
                 c.pointee.flags.insert(.ackFromTapDue)
                 restartTimer(slot, now: now)
             }
-            if fresh < requested { return }
+            // The socket is drained; after its end of file, one more peek finds it and sends our FIN
+            // now rather than on an ACK from the guest, which need not come.
+            if fresh < requested && !c.pointee.events.contains(.sockFinReceived) { return refreshed }
         }
     }
 
@@ -975,6 +986,7 @@ public struct TCPFlows: ~Copyable {
         guard let slot = liveSlot(token.data), connections[slot].timer & 0xff_ffff == token.fd else { return }
         var expirations: UInt64 = 0
         _ = read(connections[slot].timer, &expirations, 8)
+        connections[slot].timerFiresAt = 0
         handleTimer(slot: slot, now: now, table: &table, tap: &tap)
     }
 
@@ -986,7 +998,7 @@ public struct TCPFlows: ~Copyable {
         let c = connections + slot
         guard c.pointee.timerDeadline != 0 else { return }
         if now < c.pointee.timerDeadline {
-            armTimer(slot, after: c.pointee.timerDeadline - now)
+            armTimer(slot, at: c.pointee.timerDeadline, now: now)
             return
         }
         c.pointee.timerDeadline = 0
@@ -1066,24 +1078,28 @@ public struct TCPFlows: ~Copyable {
         startTimer(slot, wanted, delay: delay, now: now)
     }
 
-    /// Arms (or, for `.none`, disarms) `slot`'s timer to fire `delay` ns after `now`.
+    /// Makes `slot`'s timer due `delay` ns after `now` for `purpose` (`.none`: not due). The
+    /// timerfd is only set when it would fire too late: one set to fire earlier (or a disarm)
+    /// just costs a wake-up that finds nothing due, or re-arms for the rest, where setting it
+    /// would cost a syscall every time a segment goes out or is acknowledged.
     mutating func startTimer(_ slot: Int, _ purpose: TimerClass, delay: UInt64, now: UInt64) {
         let c = connections + slot
         c.pointee.timerClass = purpose.rawValue
         if purpose == .none {
             c.pointee.timerDeadline = 0
-            if c.pointee.timer > 0 { armTimer(slot, after: 0) }
             return
         }
-        c.pointee.timerDeadline = max(now &+ delay, 1)
-        armTimer(slot, after: delay)
+        let deadline = max(now &+ delay, 1)
+        c.pointee.timerDeadline = deadline
+        let firesAt = c.pointee.timerFiresAt
+        if firesAt > now && firesAt <= deadline { return }
+        armTimer(slot, at: deadline, now: now)
     }
 
-    /// Sets `slot`'s timerfd to expire `after` ns from now (0: disarm), creating it on first use.
-    mutating func armTimer(_ slot: Int, after: UInt64) {
+    /// Sets `slot`'s timerfd to expire at `deadline` (after `now`), creating it on first use.
+    mutating func armTimer(_ slot: Int, at deadline: UInt64, now: UInt64) {
         let c = connections + slot
         if c.pointee.timer <= 0 {
-            guard after > 0 else { return }
             let fd = timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK) | Int32(TFD_CLOEXEC))
             guard fd >= 0 else { return }
             var event = epoll_event()
@@ -1095,11 +1111,12 @@ public struct TCPFlows: ~Copyable {
             }
             c.pointee.timer = fd
         }
+        let after = max(deadline &- now, 1)
         let second = SystemClock.nanosecondsPerSecond
         var spec = itimerspec()
         spec.it_value.tv_sec = Int(after / second)
         spec.it_value.tv_nsec = Int(after % second)
-        _ = timerfd_settime(c.pointee.timer, 0, &spec, nil)
+        if timerfd_settime(c.pointee.timer, 0, &spec, nil) == 0 { c.pointee.timerFiresAt = deadline }
     }
 
     // MARK: Closing

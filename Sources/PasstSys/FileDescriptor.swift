@@ -83,7 +83,7 @@ public struct FileDescriptor: ~Copyable, Sendable {
 }
 
 /// Runs `body` until it does not fail with EINTR; maps -1 to errno, EAGAIN to `.wouldBlock`.
-@inline(__always) public func retryingEINTR<T: BinaryInteger>(_ body: () -> T) -> SyscallResult<T> {
+@inlinable @inline(__always) public func retryingEINTR<T: BinaryInteger>(_ body: () -> T) -> SyscallResult<T> {
     while true {
         let r = body()
         if r >= 0 { return .success(r) }
@@ -95,7 +95,7 @@ public struct FileDescriptor: ~Copyable, Sendable {
 }
 
 /// Runs a syscall returning 0 or -1 (retrying EINTR) and drops the 0.
-@inline(__always) public func retryingEINTRVoid(_ body: () -> Int32) -> SyscallResult<Void> {
+@inlinable @inline(__always) public func retryingEINTRVoid(_ body: () -> Int32) -> SyscallResult<Void> {
     switch retryingEINTR(body) {
     case .success: return .success(())
     case .wouldBlock: return .wouldBlock
@@ -104,7 +104,7 @@ public struct FileDescriptor: ~Copyable, Sendable {
 }
 
 /// Runs a syscall returning a new descriptor or -1 (retrying EINTR) and wraps it as an owner.
-@inline(__always) public func retryingEINTRDescriptor(_ body: () -> Int32) -> SyscallResult<FileDescriptor> {
+@inlinable @inline(__always) public func retryingEINTRDescriptor(_ body: () -> Int32) -> SyscallResult<FileDescriptor> {
     switch retryingEINTR(body) {
     case .success(let fd): return .success(FileDescriptor(taking: fd))
     case .wouldBlock: return .wouldBlock

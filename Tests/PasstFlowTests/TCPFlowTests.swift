@@ -437,6 +437,24 @@ struct TCPFlowTests {
         }
     }
 
+    @Test("Host answers and closes at once: its data and our FIN reach the guest before any ACK from it")
+    func hostAnswerAndFinTogether() throws {
+        try inPrivateNetworkNamespace {
+            var rig = TCPRig()
+            let (server, serverPort) = try LoopbackTCP.listener()
+            defer { close(server) }
+            let (accepted, slot, _, ourSeq) = try TCPFlowTests.connect(&rig, guestPort: 40021, server: server,
+                                                                      serverPort: serverPort)
+            let verdict: [UInt8] = [0, 0, 0, 7, 1]
+            #expect(send(accepted, verdict, verdict.count, 0) == verdict.count)
+            close(accepted)
+            let segments = rig.receive()
+            #expect(segments.flatMap(\.payload) == verdict)
+            #expect(segments.last?.flags == [.fin, .ack] && segments.last?.seq == ourSeq &+ 5)
+            #expect(rig.flows.events(ofSlot: slot).contains(.tapFinSent))
+        }
+    }
+
     @Test("Host FIN first with data in flight, then guest FIN; guest window 0 then reopened")
     func hostFinFirstAndZeroWindow() throws {
         try inPrivateNetworkNamespace {
