@@ -338,6 +338,7 @@ enum NamespaceConfigurator {
                 try addRoute(NetlinkRoute(family: .ipv6, gateway: gateway.bytes, outputInterface: index), netlink: netlink)
             }
             linkLocal = try markLinkLocalNoDAD(netlink: netlink, index: index)
+            awaitLocalRoutes(netlink: netlink, index: index)
             try netlink.setLinkFlags(index: index, flags: 0, mask: RTNetlink.IFF_NOARP)
         }
         return linkLocal
@@ -416,6 +417,30 @@ enum NamespaceConfigurator {
             Log.debug("Route not added: \(error)")
         }
     }
+
+    /// Waits (at most `localRouteWait` ns) until every global IPv6 address of the tap has its local
+    /// route. The kernel adds that route from a work item, even for NODAD addresses; clearing
+    /// NOARP restarts that work for every address after a random delay of up to a second
+    /// (router_solicitation_delay), and an address whose first pass had not run by then stays
+    /// unroutable until the second one does: a spliced connection to it, or the namespace's own,
+    /// went out to be resolved and failed after 3 s. (The link-local addresses' first pass itself
+    /// waits that random delay, since the link came up; waiting for them would slow every start.)
+    private static func awaitLocalRoutes(netlink: Netlink, index: Int32) {
+        let deadline = SystemClock.monotonicNanoseconds() + localRouteWait
+        while SystemClock.monotonicNanoseconds() < deadline {
+            guard let addresses = try? netlink.addresses(family: .ipv6, interfaceIndex: index),
+                  let local = try? netlink.routes(family: .ipv6, table: RTNetlink.RT_TABLE_LOCAL) else { return }
+            let routed = Set(local.filter { $0.type == RTNetlink.RTN_LOCAL }.compactMap(\.destination))
+            if addresses.allSatisfy({ $0.scope == RTNetlink.RT_SCOPE_LINK || ($0.localAddress.map(routed.contains) ?? true) }) {
+                return
+            }
+            usleep(1000)
+        }
+        Log.debug("Global IPv6 addresses of the tap still without local routes after \(localRouteWait / 1_000_000) ms")
+    }
+
+    /// Longest wait for the local routes of the tap's global IPv6 addresses (ns).
+    static let localRouteWait: UInt64 = 500_000_000
 
     /// Sets NODAD on the tap's link-local addresses; returns the first one.
     private static func markLinkLocalNoDAD(netlink: Netlink, index: Int32) throws(NetlinkError) -> IPv6Address? {

@@ -116,7 +116,9 @@ public enum RTNetlink {
     public static let RTA_TABLE: UInt16 = 15
     public static let RT_TABLE_UNSPEC: UInt32 = 0
     public static let RT_TABLE_MAIN: UInt32 = 254
+    public static let RT_TABLE_LOCAL: UInt32 = 255
     public static let RTN_UNICAST: UInt8 = 1
+    public static let RTN_LOCAL: UInt8 = 2
     public static let RTPROT_KERNEL: UInt8 = 2
     public static let RTPROT_BOOT: UInt8 = 3
     public static let RT_SCOPE_UNIVERSE: UInt8 = 0
