@@ -29,7 +29,8 @@
 // transmit queue is lengthened (see `tapQueueLength`; upstream keeps the default) and the tap MAC
 // is set (--ns-mac-addr) or read as the guest's MAC. --config-net additionally sets the MTU (not with
 // -m 0), brings the tap up (with NOARP while IPv6 addresses are added so that the kernel skips
-// DAD, then NODAD set on the link-local addresses and NOARP cleared), and per family adds the -a
+// DAD, then NODAD set on the link-local addresses, the global ones' local routes awaited
+// (`awaitLocalRoutes`) and NOARP cleared), and per family adds the -a
 // address or copies the template interface's non-link-local, non-deprecated addresses, and
 // adds the -g default route or copies the template's main-table routes with the tap as output
 // interface (dumps in the init namespace, requests in the target; routes that depend on each
@@ -431,9 +432,10 @@ enum NamespaceConfigurator {
             guard let addresses = try? netlink.addresses(family: .ipv6, interfaceIndex: index),
                   let local = try? netlink.routes(family: .ipv6, table: RTNetlink.RT_TABLE_LOCAL) else { return }
             let routed = Set(local.filter { $0.type == RTNetlink.RTN_LOCAL }.compactMap(\.destination))
-            if addresses.allSatisfy({ $0.scope == RTNetlink.RT_SCOPE_LINK || ($0.localAddress.map(routed.contains) ?? true) }) {
-                return
+            let unrouted = addresses.filter { address in
+                address.scope != RTNetlink.RT_SCOPE_LINK && !(address.localAddress.map(routed.contains) ?? true)
             }
+            if unrouted.isEmpty { return }
             usleep(1000)
         }
         Log.debug("Global IPv6 addresses of the tap still without local routes after \(localRouteWait / 1_000_000) ms")

@@ -51,11 +51,11 @@
 // guest's window is full costs no wake-ups: the guest's next ACK resumes sending. Each
 // connection has a timerfd, created when first needed, for the ACK interval (10 ms), the ACK
 // timeout (2 s, which also repeats our SYN to the guest), the handshake timeout (10 s) and the
-// FIN timeout (60 s); the deadline kept in
-// the record decides, so a test's clock drives the timers. The timerfd is set only when it would
-// fire after the deadline: a timer that fires early re-arms for the rest, one no longer due
-// fires once for nothing, and a request/response exchange costs no timerfd syscall at all. Frames go to a `TCPTap` (the
-// daemon's tap writer, or a test's memory); records and buffers are allocated once.
+// FIN timeout (60 s); the deadline kept in the record decides, so a test's clock drives the
+// timers. The timerfd is set only when it would fire after the deadline: a timer that fires
+// early re-arms for the rest, one no longer due fires once for nothing, and a request/response
+// exchange costs no timerfd syscall at all. Frames go to a `TCPTap` (the daemon's tap writer, or
+// a test's memory); records and buffers are allocated once.
 import PasstConfig
 import PasstSys
 import PasstWire
@@ -716,8 +716,8 @@ public struct TCPFlows: ~Copyable {
             guestPort: listener.targetPort, peerAddress: source, peerPort: peer.port, tapMSS: TCPWindow.defaultMSS,
             windowScaling: true, seqToTap: isn, seqAckFromTap: isn, seqFromTap: 0, seqAckToTap: 0,
             seqInitFromTap: 0, bytesAckedBase: 0, wndFromTap: 0, wndToTap: TCPWindow.minimumBeforeEstablished,
-            sendBuffer: TCPFlows.sendBufferSize(fd), lastDupAckSent: 0, lastFastRetransmit: 0, timerDeadline: 0, timerFiresAt: 0,
-            timerClass: 0, epollEvents: 0))
+            sendBuffer: TCPFlows.sendBufferSize(fd), lastDupAckSent: 0, lastFastRetransmit: 0, timerDeadline: 0,
+            timerFiresAt: 0, timerClass: 0, epollEvents: 0))
         count += 1
         guard table.insert(key, reference: UInt32(slot)) else {
             c.pointee.socket = -1
