@@ -18,30 +18,6 @@ import PasstSys
 
 /// Splice test helpers.
 enum TCPSpliceTest {
-    /// Number of TCP segments in the pcap file at `path` with source or destination `port`.
-    static func capturedTCP(path: String, port: UInt16) throws -> Int {
-        let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        guard data.count >= 24 else { throw TestBedError(description: "pcap file too short") }
-        var offset = 24
-        var matches = 0
-        while offset + 16 <= data.count {
-            let length = Int(data[offset + 8]) | Int(data[offset + 9]) << 8 | Int(data[offset + 10]) << 16
-                | Int(data[offset + 11]) << 24
-            let frame = Array(data[(offset + 16)..<min(data.count, offset + 16 + length)])
-            offset += 16 + length
-            guard frame.count >= 14 else { continue }
-            let etherType = Int(frame[12]) << 8 | Int(frame[13])
-            var transport = -1
-            if etherType == 0x0800, frame.count >= 34, frame[23] == 6 { transport = 14 + Int(frame[14] & 0x0f) * 4 }
-            if etherType == 0x86dd, frame.count >= 54, frame[20] == 6 { transport = 54 }
-            guard transport >= 0, frame.count >= transport + 4 else { continue }
-            let source = UInt16(frame[transport]) << 8 | UInt16(frame[transport + 1])
-            let destination = UInt16(frame[transport + 2]) << 8 | UInt16(frame[transport + 3])
-            if source == port || destination == port { matches += 1 }
-        }
-        return matches
-    }
-
     /// Serves one connection on `listener` from a thread: reads to end of file, then writes
     /// `reply` and closes; `wait` on the returned semaphore for the end.
     static func replyAfterEOF(_ listener: Int32, reply: [UInt8]) -> DispatchSemaphore {
@@ -126,7 +102,7 @@ struct PastaTCPSpliceTests {
             }
             #expect(waitUntil(2) { TCPSpliceTest.pipeCount(pasta.pid) == pipes }, "spliced connections left open")
             #expect(bed.stop(pasta) == 0, "\(pasta.stderr())")
-            #expect(try TCPSpliceTest.capturedTCP(path: pcap, port: 7201) == 0, "spliced TCP crossed the tap")
+            #expect(try CapturedFrames.count(path: pcap, protocol: 6, port: 7201) == 0, "spliced TCP crossed the tap")
         }
     }
 
@@ -208,7 +184,7 @@ struct PastaTCPSpliceTests {
             close(client)
             #expect(echoed == payload, "\(echoed.count) bytes back; \(pasta.stderr().suffix(3000))")
             bed.stop(pasta)
-            #expect(try TCPSpliceTest.capturedTCP(path: pcap, port: 7204) >= 4, "no TCP on the tap")
+            #expect(try CapturedFrames.count(path: pcap, protocol: 6, port: 7204) >= 4, "no TCP on the tap")
         }
     }
 

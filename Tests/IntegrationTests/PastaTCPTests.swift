@@ -243,16 +243,8 @@ struct CapturedTCP {
 
     /// The TCP frames of the capture at `path` from or to `port`.
     static func frames(path: String, port: UInt16) throws -> [CapturedTCP] {
-        let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        guard data.count >= 24 else { throw TestBedError(description: "pcap file too short") }
-        var offset = 24
         var result: [CapturedTCP] = []
-        while offset + 16 <= data.count {
-            let length = Int(data[offset + 8]) | Int(data[offset + 9]) << 8 | Int(data[offset + 10]) << 16
-                | Int(data[offset + 11]) << 24
-            let frame = Array(data[(offset + 16)..<min(data.count, offset + 16 + length)])
-            offset += 16 + length
-            guard frame.count >= 14 else { continue }
+        for frame in try CapturedFrames.frames(path: path) {
             let etherType = Int(frame[12]) << 8 | Int(frame[13])
             var ipValid = true
             var transport = -1
@@ -276,5 +268,39 @@ struct CapturedTCP {
             result.append(CapturedTCP(length: frame.count, fromPort: source == port, checksumsValid: ipValid && tcpValid))
         }
         return result
+    }
+}
+
+/// Reading back a -p capture (pcap, microsecond timestamps, Ethernet) in the tests.
+enum CapturedFrames {
+    /// The frames of the capture at `path` (at least an Ethernet header each), in order.
+    static func frames(path: String) throws -> [[UInt8]] {
+        let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        guard data.count >= 24 else { throw TestBedError(description: "pcap file too short") }
+        var offset = 24
+        var frames: [[UInt8]] = []
+        while offset + 16 <= data.count {
+            let length = Int(data[offset + 8]) | Int(data[offset + 9]) << 8 | Int(data[offset + 10]) << 16
+                | Int(data[offset + 11]) << 24
+            let frame = Array(data[(offset + 16)..<min(data.count, offset + 16 + length)])
+            offset += 16 + length
+            if frame.count >= 14 { frames.append(frame) }
+        }
+        return frames
+    }
+
+    /// Number of frames of the capture at `path` carrying IP protocol `protocol` (6 TCP, 17 UDP)
+    /// over IPv4 or IPv6 (no extension headers) with source or destination `port`.
+    static func count(path: String, protocol ipProtocol: UInt8, port: UInt16) throws -> Int {
+        try frames(path: path).filter { frame in
+            let etherType = Int(frame[12]) << 8 | Int(frame[13])
+            var transport = -1
+            if etherType == 0x0800, frame.count >= 34, frame[23] == ipProtocol { transport = 14 + Int(frame[14] & 0x0f) * 4 }
+            if etherType == 0x86dd, frame.count >= 54, frame[20] == ipProtocol { transport = 54 }
+            guard transport >= 0, frame.count >= transport + 4 else { return false }
+            let source = UInt16(frame[transport]) << 8 | UInt16(frame[transport + 1])
+            let destination = UInt16(frame[transport + 2]) << 8 | UInt16(frame[transport + 3])
+            return source == port || destination == port
+        }.count
     }
 }

@@ -54,30 +54,6 @@ enum UDPSpliceTest {
         }
     }
 
-    /// Number of UDP datagrams in the pcap file at `path` with source or destination `port`.
-    static func capturedUDP(path: String, port: UInt16) throws -> Int {
-        let data = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        guard data.count >= 24 else { throw TestBedError(description: "pcap file too short") }
-        var offset = 24
-        var matches = 0
-        while offset + 16 <= data.count {
-            let length = Int(data[offset + 8]) | Int(data[offset + 9]) << 8 | Int(data[offset + 10]) << 16
-                | Int(data[offset + 11]) << 24
-            let frame = Array(data[(offset + 16)..<min(data.count, offset + 16 + length)])
-            offset += 16 + length
-            guard frame.count >= 14 else { continue }
-            let etherType = Int(frame[12]) << 8 | Int(frame[13])
-            var transport = -1
-            if etherType == 0x0800, frame.count >= 34, frame[23] == 17 { transport = 14 + Int(frame[14] & 0x0f) * 4 }
-            if etherType == 0x86dd, frame.count >= 54, frame[20] == 17 { transport = 54 }
-            guard transport >= 0, frame.count >= transport + 4 else { continue }
-            let source = UInt16(frame[transport]) << 8 | UInt16(frame[transport + 1])
-            let destination = UInt16(frame[transport + 2]) << 8 | UInt16(frame[transport + 3])
-            if source == port || destination == port { matches += 1 }
-        }
-        return matches
-    }
-
     /// Sets a receive timeout of `milliseconds` on `fd`.
     static func setTimeout(_ fd: Int32, milliseconds: Int) {
         var timeout = timeval(tv_sec: milliseconds / 1000, tv_usec: Int((milliseconds % 1000) * 1000))
@@ -149,7 +125,7 @@ struct PastaUDPSpliceTests {
             let failure = UDPSpliceTest.bulk(client, to: loopback, port: 7020)
             #expect(failure == nil, "1 MiB to \(loopback): \(failure ?? "")")
             bed.stop(pasta)
-            #expect(try UDPSpliceTest.capturedUDP(path: pcap, port: 7020) == 0, "spliced datagrams crossed the tap")
+            #expect(try CapturedFrames.count(path: pcap, protocol: 17, port: 7020) == 0, "spliced datagrams crossed the tap")
         }
     }
 
@@ -166,7 +142,7 @@ struct PastaUDPSpliceTests {
             let payload = udpTestPayload(1400)
             #expect(UDPTestSocket.exchange(client, to: "127.0.0.1", port: 7021, payload: payload) == payload)
             bed.stop(pasta)
-            #expect(try UDPSpliceTest.capturedUDP(path: pcap, port: 7021) >= 2, "no UDP on the tap")
+            #expect(try CapturedFrames.count(path: pcap, protocol: 17, port: 7021) >= 2, "no UDP on the tap")
         }
     }
 
