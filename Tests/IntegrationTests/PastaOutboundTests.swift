@@ -1,5 +1,5 @@
 // Forwarding details end to end: TCP port mapping (`-t 8080:80`, ranges with an offset) and the
-// binding of outbound sockets (`-o`, `--outbound-if4`).
+// binding of outbound sockets (`-o`, `--outbound-if4`) and the MSS they offer.
 //
 // Mapping: a server in the namespace on port 80 (and on 7500-7502) is reached from the host's
 // address on 8080 (and 7400-7402). Outbound binding needs a destination that is not the host
@@ -11,6 +11,8 @@
 // but leads nowhere, the SYN leaves by side0 (the kernel takes an unrouted destination of a
 // device-bound socket as on-link), so the namespace's connect fails and the router sees nothing
 // (`-i eth0` keeps eth0 the template interface, which the outbound interface would otherwise be).
+// MSS: with `-m 1280` a server on another host (an address of the router) is offered the guest's
+// MSS in the SYN, while a server on the host's own loopback gets loopback's.
 import Foundation
 import Testing
 import PasstSys
@@ -126,6 +128,41 @@ struct PastaOutboundTests {
                 }
                 #expect(bed.stop(pasta) == 0, "\(pasta.stderr())")
             }
+        }
+    }
+
+    /// The MSS the kernel settled on for accepted connection `fd`.
+    static func segmentSize(_ fd: Int32) -> Int32 {
+        var mss: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(fd, Int32(IPPROTO_TCP), TCP_MAXSEG, &mss, &length) == 0 ? mss : -1
+    }
+
+    @Test("-m 1280: a remote server is offered the guest's MSS, a server on the host loopback's")
+    func guestSegmentSize() async throws {
+        try await withTestBed { bed in
+            // An address of the router that the host reaches through its default route.
+            _ = try bed.ip(bed.router, "addr", "add", "198.51.100.1/32", "dev", "lo")
+            let (target, pasta) = try bed.startPastaAttached(["-m", "1280", "-t", "none"] + PastaTCPTests.quiet)
+            // Remote: the router's server sees the guest's MSS (1240, less 12 for timestamps).
+            let remote = try TCPTestSocket.listen(bed, in: bed.router, address: "198.51.100.1", port: 7430)
+            defer { close(remote) }
+            let remoteClient = try TCPTestSocket.connect(bed, in: target, to: "198.51.100.1", port: 7430)
+            defer { close(remoteClient) }
+            let remoteAccepted = PastaOutboundTests.acceptWithPeer(remote)
+            let remoteMSS = remoteAccepted.map { PastaOutboundTests.segmentSize($0.0) } ?? -1
+            #expect(remoteMSS > 0 && remoteMSS <= 1240, "the router's server got MSS \(remoteMSS)")
+            if let (fd, _) = remoteAccepted { close(fd) }
+            // Local: the gateway maps to the host's 127.0.0.1, whose MTU is 65536.
+            let local = try TCPTestSocket.listen(bed, in: bed.host, address: "127.0.0.1", port: 7431)
+            defer { close(local) }
+            let localClient = try TCPTestSocket.connect(bed, in: target, to: TestBed.routerIPv4, port: 7431)
+            defer { close(localClient) }
+            let localAccepted = PastaOutboundTests.acceptWithPeer(local)
+            let localMSS = localAccepted.map { PastaOutboundTests.segmentSize($0.0) } ?? -1
+            #expect(localMSS > 60000, "the host's loopback server got MSS \(localMSS)")
+            if let (fd, _) = localAccepted { close(fd) }
+            #expect(bed.stop(pasta) == 0, "\(pasta.stderr())")
         }
     }
 }
