@@ -7,6 +7,12 @@ let hotPathSettings: [SwiftSetting] = [
     .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
 ]
 
+/// Release binaries carry the Swift runtime inside (glibc stays shared): nothing to install beside
+/// them, and pasta has its namespace configured some 5 ms sooner than when it loads 9 libraries.
+let staticRuntime: [LinkerSetting] = [
+    .unsafeFlags(["-static-stdlib"], .when(configuration: .release)),
+]
+
 let package = Package(
     name: "swift-passt",
     products: [
@@ -26,8 +32,8 @@ let package = Package(
         .target(name: "PasstCore",
                 dependencies: ["PasstWire", "PasstSys", "PasstConfig", "PasstServices", "PasstFlow", "CPasstShim"],
                 swiftSettings: hotPathSettings),
-        .executableTarget(name: "passt", dependencies: ["PasstCore"]),
-        .executableTarget(name: "pasta", dependencies: ["PasstCore"]),
+        .executableTarget(name: "passt", dependencies: ["PasstCore"], linkerSettings: staticRuntime),
+        .executableTarget(name: "pasta", dependencies: ["PasstCore"], linkerSettings: staticRuntime),
         .testTarget(name: "PasstWireTests", dependencies: ["PasstWire"], exclude: ["Fixtures"]),
         .testTarget(name: "PasstSysTests", dependencies: ["PasstSys"]),
         .testTarget(name: "PasstConfigTests", dependencies: ["PasstConfig", "PasstWire"]),
