@@ -9,8 +9,9 @@
 #            --impl ours=pasta:BINARY --impl upstream=pasta:UPSTREAM --impl slirp4netns --impl veth
 #            --duration 3 --reps 3 (both MTUs, every test), once with --cc bbr and once with
 #            --cc cubic, then --tests udp_n2h --udp-len 65000 for the large-datagram UDP figure,
-#            then ours and upstream alone with --reps 7 --tests tcp_rr,tcp_crr,tcp_h2n_lo,tcp_n2h_splice
-#            (the figures that vary most from run to run).
+#            then ours and upstream alone with --reps 7 --tests tcp_rr,tcp_crr,tcp_h2n_lo,tcp_n2h_splice,udp_n2h
+#            and with --reps 7 --tests udp_n2h --udp-len 65000 (the figures that vary most from run
+#            to run: three busy processes share two cores, and where each lands decides them).
 #            Prints nsbench's own tables and a README-style summary with ours/upstream ratios.
 #   rss      peak RSS (VmHWM) of the translator while --conns (1000) TCP connections from the
 #            namespace to a server on the host's loopback, through the tap (to the gateway address
@@ -18,15 +19,16 @@
 #            over idle, the translator's open fds and the time to open them all.
 #   udp_h2n  UDP host -> namespace through `-u`: iperf3 -u -b 0 from the host to 192.0.2.2 (through
 #            the tap) and to 127.0.0.1 (spliced), 1400- and 65000-byte datagrams, rate received.
-# rss and udp_h2n run ours and upstream alternately in every repetition (fresh namespaces and a
-# fresh translator each time) and print a markdown table of medians (min-max) with ratios.
+# rss and udp_h2n run ours and upstream alternately in every repetition (--reps, 7 by default;
+# fresh namespaces and a fresh translator each time) and print a markdown table of medians
+# (min-max) with ratios.
 # Everything runs in namespaces the script creates: a contained "host" namespace with a veth
 # uplink to a "router" namespace (scripts/contained-host.sh), and the namespace pasta attaches to
 # (`pasta --config-net -f --runas 0 ... -P FILE --netns PATH`). Nothing leaves the machine.
 #
 # Usage (root): scripts/bench.sh [--build] [--binary PATH (.build/release/pasta)]
 #     [--upstream PATH (/usr/bin/pasta)] [--only nsbench,rss,udp_h2n] [--quick]
-#     [--reps N (3)] [--duration S (3)] [--conns N (1000)] [--out-dir DIR]
+#     [--reps N (7, for rss and udp_h2n)] [--duration S (3)] [--conns N (1000)] [--out-dir DIR]
 #   --quick   smoke run: nsbench with --duration 1 --reps 1 --mtus 65520 on a few tests and no
 #             cubic run, rss and udp_h2n with 1 repetition of 1 s.
 #   --out-dir keeps every JSON, log and table there (default: a new /tmp/pasta-bench.XXXXXX).
@@ -57,7 +59,7 @@ for part in ${only//,/ }; do
     case $part in nsbench|rss|udp_h2n) ;; *) echo "bench: unknown part $part (nsbench, rss, udp_h2n)" >&2; exit 2 ;; esac
 done
 has() { case ",$only," in *",$1,"*) return 0 ;; esac; return 1; }
-if [ -n "$quick" ]; then reps=${reps:-1} duration=${duration:-1}; else reps=${reps:-3} duration=${duration:-3}; fi
+if [ -n "$quick" ]; then reps=${reps:-1} duration=${duration:-1}; else reps=${reps:-7} duration=${duration:-3}; fi
 
 if [ -n "$build" ]; then
     swift=$(command -v swift || echo /opt/swift/usr/bin/swift)
@@ -115,15 +117,16 @@ if has nsbench; then
               "udp65000|--tests udp_n2h --udp-len 65000")
     else
         common=(--duration 3 --reps 3)
-        # The last run repeats the noisiest figures (CPU placement decides them) 7 times, ours and
-        # upstream only; its later --reps overrides the common one.
+        # The last two runs repeat the noisiest figures (CPU placement decides them) 7 times, ours and
+        # upstream only; their later --reps overrides the common one.
         runs=("bbr|--cc bbr" "cubic|--cc cubic" "udp65000|--tests udp_n2h --udp-len 65000"
-              "seven|--reps 7 --tests tcp_rr,tcp_crr,tcp_h2n_lo,tcp_n2h_splice")
+              "seven|--reps 7 --tests tcp_rr,tcp_crr,tcp_h2n_lo,tcp_n2h_splice,udp_n2h"
+              "seven65000|--reps 7 --tests udp_n2h --udp-len 65000")
     fi
     for run in "${runs[@]}"; do
         name=${run%%|*}; read -r -a extra <<< "${run#*|}"
         run_impls=("${impls[@]}")
-        [ "$name" = seven ] && run_impls=("${impls[@]:0:4}")
+        case $name in seven*) run_impls=("${impls[@]:0:4}") ;; esac
         log "nsbench ($name): $nsbench ${run_impls[*]} ${common[*]} ${extra[*]}"
         # In the background and waited for, so that a signal reaches it (it cleans up after itself).
         "$nsbench" "${run_impls[@]}" "${common[@]}" "${extra[@]}" --out "$out_dir/nsbench-$name.json" \
@@ -154,7 +157,7 @@ rows = [  # figure, test, metric, format
     ("peak RSS, kB", "final", "translator_vmhwm_kb", "{:.0f}"),
     ("start-up, ms", "setup", "startup_ms", "{:.0f}"),
 ]
-for name in ("bbr", "cubic", "udp65000", "seven"):
+for name in ("bbr", "cubic", "udp65000", "seven", "seven65000"):
     p = os.path.join(d, f"nsbench-{name}.json")
     if not os.path.exists(p):
         continue
