@@ -543,13 +543,7 @@ public struct TCPFlows: ~Copyable {
         let target = rules.hostDestination(key.ourAddress, port: key.ourPort)
         let ipv4Socket = target.v4Mapped != nil
         var address = SocketAddress(target, port: key.ourPort, ipv4Socket: ipv4Socket, scope: rules.linkLocalScope6)
-        let local = TCPFlows.isBoundLocally(&address)
-        guard case .success(let owned) = Sys.socket(domain: ipv4Socket ? AF_INET : AF_INET6,
-                                                     type: SocketType.stream | SocketType.nonBlocking) else {
-            Log.debug("TCP: can't open a socket: \(SyscallError(errno))")
-            return
-        }
-        let fd = owned.release()
+        guard let (fd, local) = TCPFlows.openConnectionSocket(to: &address) else { return }
         guard let slot = slots.allocate() else {
             close(fd)
             return
@@ -593,15 +587,26 @@ public struct TCPFlows: ~Copyable {
         if c.pointee.timer <= 0 { reset(slot, table: &table, tap: &tap) }
     }
 
-    /// Whether `address` is bound by a local socket: a probe bind fails with something other
-    /// than EADDRNOTAVAIL or EACCES (spec §6.2, LOCAL).
-    static func isBoundLocally(_ address: inout SocketAddress) -> Bool {
-        guard case .success(let owned) = Sys.socket(domain: address.family, type: SocketType.stream) else { return false }
-        let fd = owned.release()
-        defer { close(fd) }
+    /// Opens the non-blocking socket for a connection to `address`, and tells whether a socket of
+    /// this host is bound there (spec §6.2, LOCAL): binding to the destination fails with
+    /// EADDRNOTAVAIL or EACCES for a remote address and with EADDRINUSE for a bound one, and
+    /// either way leaves the socket unbound for the connection; a bind that succeeds (a local
+    /// address nobody listens on) costs a fresh socket, as upstream's pool socket does. Nil if
+    /// no socket can be opened.
+    static func openConnectionSocket(to address: inout SocketAddress) -> (fd: Int32, local: Bool)? {
+        func open() -> Int32? {
+            guard case .success(let owned) = Sys.socket(domain: address.family,
+                                                         type: SocketType.stream | SocketType.nonBlocking) else {
+                Log.debug("TCP: can't open a socket: \(SyscallError(errno))")
+                return nil
+            }
+            return owned.release()
+        }
+        guard let fd = open() else { return nil }
         let bound = withUnsafeBytes(of: &address.storage) { Sys.bind(fd, $0.baseAddress!, length: address.length) }
-        if case .failure(let code) = bound { return code != EADDRNOTAVAIL && code != EACCES }
-        return false
+        if case .failure(let code) = bound { return (fd, code != EADDRNOTAVAIL && code != EACCES) }
+        close(fd)
+        return open().map { ($0, false) }
     }
 
     /// The socket's SO_SNDBUF.
@@ -627,10 +632,12 @@ public struct TCPFlows: ~Copyable {
     /// Sends the SYN-ACK once the host connect of `slot` completed.
     mutating func finishConnect<Tap: TCPTap & ~Copyable>(_ slot: Int, now: UInt64, tap: inout Tap) {
         let c = connections + slot
-        if c.pointee.windowScaling, case .success(let info) = Sys.tcpInfo(c.pointee.socket) {
+        var info: TCPInfo?
+        if case .success(let value) = Sys.tcpInfo(c.pointee.socket) { info = value }
+        if c.pointee.windowScaling, let info {
             c.pointee.wsToTap = min(TCPWindow.maximumScale, info.sendWindowScale)
         }
-        _ = refreshAckAndWindow(slot, acknowledgeAll: true)
+        _ = refreshAckAndWindow(slot, acknowledgeAll: true, info: info)
         c.pointee.set(.tapSynAckSent)
         sendFlags(slot, .synAck, tap: &tap)
         watch(slot, EPOLLRDHUP.rawValue | EPOLLET.rawValue)
@@ -882,10 +889,10 @@ public struct TCPFlows: ~Copyable {
 
     /// Recomputes the ACK and window for the guest from the socket (spec §6.5); returns whether
     /// what the guest would see changed. Schedules a re-check while the ACK lags or the window is 0.
-    mutating func refreshAckAndWindow(_ slot: Int, acknowledgeAll: Bool) -> Bool {
+    mutating func refreshAckAndWindow(_ slot: Int, acknowledgeAll: Bool, info knownInfo: TCPInfo? = nil) -> Bool {
         let c = connections + slot
-        var info: TCPInfo?
-        if case .success(let value) = Sys.tcpInfo(c.pointee.socket) { info = value }
+        var info = knownInfo
+        if info == nil, case .success(let value) = Sys.tcpInfo(c.pointee.socket) { info = value }
         let local = c.pointee.flags.contains(.local)
             || (info.map { $0.hasMinRTT && $0.minRTTMicroseconds > 0 && $0.minRTTMicroseconds <= 10 } ?? false)
         let closing = !c.pointee.events.isDisjoint(with: TCPEvents.eitherFinReceived)
