@@ -856,6 +856,7 @@ public struct TCPFlows: ~Copyable {
                     sendFlags(slot, .finAck, tap: &tap)
                     c.pointee.set(.tapFinSent)
                     c.pointee.flags.insert(.ackFromTapDue)
+                    return true
                 } else if inFlight > 0 {
                     c.pointee.flags.insert(TCPConnectionFlags.waitingForGuest)
                 }
