@@ -888,8 +888,9 @@ public struct TCPFlows: ~Copyable {
 
     // MARK: ACK and window towards the guest
 
-    /// Recomputes the ACK and window for the guest from the socket (spec §6.5); returns whether
-    /// what the guest would see changed. Schedules a re-check while the ACK lags or the window is 0.
+    /// Recomputes the ACK and window for the guest from the socket's TCP_INFO (`info`, when the
+    /// caller has just read it; spec §6.5); returns whether what the guest would see changed.
+    /// Schedules a re-check while the ACK lags or the window is 0.
     mutating func refreshAckAndWindow(_ slot: Int, acknowledgeAll: Bool, info knownInfo: TCPInfo? = nil) -> Bool {
         let c = connections + slot
         var info = knownInfo
