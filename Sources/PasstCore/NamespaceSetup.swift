@@ -30,12 +30,12 @@
 // is set (--ns-mac-addr) or read as the guest's MAC. --config-net additionally sets the MTU (not with
 // -m 0), brings the tap up (with NOARP while IPv6 addresses are added so that the kernel skips
 // DAD, then NODAD set on the link-local addresses, the global ones' local routes awaited
-// (`awaitLocalRoutes`) and NOARP cleared), and per family adds the -a
-// address or copies the template interface's non-link-local, non-deprecated addresses, and
-// adds the -g default route or copies the template's main-table routes with the tap as output
-// interface (dumps in the init namespace, requests in the target; routes that depend on each
-// other are retried, EEXIST/ENETUNREACH/EHOSTUNREACH tolerated). This is the control path: it
-// allocates freely and throws `PastaSetupError` for upstream's fatal errors.
+// (`awaitLocalRoutes`) and NOARP cleared), and per family adds the -a address or copies the
+// template interface's non-link-local, non-deprecated addresses, and adds the -g default route
+// or copies the template's main-table routes with the tap as output interface (dumps in the
+// init namespace, requests in the target; routes that depend on each other are retried,
+// EEXIST/ENETUNREACH/EHOSTUNREACH tolerated). This is the control path: it allocates freely and
+// throws `PastaSetupError` for upstream's fatal errors.
 import CPasstShim
 import PasstConfig
 import PasstSys

@@ -131,37 +131,29 @@ struct PastaOutboundTests {
         }
     }
 
-    /// The MSS the kernel settled on for accepted connection `fd`.
-    static func segmentSize(_ fd: Int32) -> Int32 {
-        var mss: Int32 = 0
-        var length = socklen_t(MemoryLayout<Int32>.size)
-        return getsockopt(fd, Int32(IPPROTO_TCP), TCP_MAXSEG, &mss, &length) == 0 ? mss : -1
-    }
-
     @Test("-m 1280: a remote server is offered the guest's MSS, a server on the host loopback's")
     func guestSegmentSize() async throws {
         try await withTestBed { bed in
             // An address of the router that the host reaches through its default route.
             _ = try bed.ip(bed.router, "addr", "add", "198.51.100.1/32", "dev", "lo")
             let (target, pasta) = try bed.startPastaAttached(["-m", "1280", "-t", "none"] + PastaTCPTests.quiet)
+            /// The MSS a server on `address`:`port` in `namespace` settles on for a connection from
+            /// pasta's namespace to `destination`; -1 if none arrives.
+            func serverMSS(in namespace: String, address: String, port: UInt16, destination: String) throws -> Int32 {
+                let listener = try TCPTestSocket.listen(bed, in: namespace, address: address, port: port)
+                defer { close(listener) }
+                let client = try TCPTestSocket.connect(bed, in: target, to: destination, port: port)
+                defer { close(client) }
+                guard let (accepted, _) = PastaOutboundTests.acceptWithPeer(listener) else { return -1 }
+                defer { close(accepted) }
+                return (try? Sys.getOption(accepted, level: Int32(IPPROTO_TCP), name: TCP_MAXSEG, as: Int32.self).get()) ?? -1
+            }
             // Remote: the router's server sees the guest's MSS (1240, less 12 for timestamps).
-            let remote = try TCPTestSocket.listen(bed, in: bed.router, address: "198.51.100.1", port: 7430)
-            defer { close(remote) }
-            let remoteClient = try TCPTestSocket.connect(bed, in: target, to: "198.51.100.1", port: 7430)
-            defer { close(remoteClient) }
-            let remoteAccepted = PastaOutboundTests.acceptWithPeer(remote)
-            let remoteMSS = remoteAccepted.map { PastaOutboundTests.segmentSize($0.0) } ?? -1
+            let remoteMSS = try serverMSS(in: bed.router, address: "198.51.100.1", port: 7430, destination: "198.51.100.1")
             #expect(remoteMSS > 0 && remoteMSS <= 1240, "the router's server got MSS \(remoteMSS)")
-            if let (fd, _) = remoteAccepted { close(fd) }
             // Local: the gateway maps to the host's 127.0.0.1, whose MTU is 65536.
-            let local = try TCPTestSocket.listen(bed, in: bed.host, address: "127.0.0.1", port: 7431)
-            defer { close(local) }
-            let localClient = try TCPTestSocket.connect(bed, in: target, to: TestBed.routerIPv4, port: 7431)
-            defer { close(localClient) }
-            let localAccepted = PastaOutboundTests.acceptWithPeer(local)
-            let localMSS = localAccepted.map { PastaOutboundTests.segmentSize($0.0) } ?? -1
+            let localMSS = try serverMSS(in: bed.host, address: "127.0.0.1", port: 7431, destination: TestBed.routerIPv4)
             #expect(localMSS > 60000, "the host's loopback server got MSS \(localMSS)")
-            if let (fd, _) = localAccepted { close(fd) }
             #expect(bed.stop(pasta) == 0, "\(pasta.stderr())")
         }
     }
