@@ -24,7 +24,7 @@ public enum EventKind: UInt8, CaseIterable, Sendable {
     case tcpSplice
     /// Listening TCP socket of a forwarded port.
     case tcpListen
-    /// Per-connection TCP timerfd.
+    /// The timerfd the tap-side TCP connections share.
     case tcpTimer
     /// Bound UDP socket of a forwarded port.
     case udpListen

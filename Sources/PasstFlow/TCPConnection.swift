@@ -103,8 +103,6 @@ struct TCPConnection {
     var retransmits: UInt8
     /// The host socket.
     var socket: Int32
-    /// The connection's timerfd, 0 until first needed.
-    var timer: Int32
     /// The guest's address and port, and the peer as the guest sees it (v4-mapped for IPv4).
     var guestAddress: IPv6Address
     var guestPort: UInt16
@@ -130,11 +128,9 @@ struct TCPConnection {
     /// Acknowledgment number of the last duplicate ACKs we sent, and of the last fast retransmit.
     var lastDupAckSent: UInt32
     var lastFastRetransmit: UInt32
-    /// When the armed timer is due (monotonic ns), 0 when disarmed.
+    /// When the armed timer is due (monotonic ns), 0 when disarmed; TCPFlows.timers holds the
+    /// same deadline for the shared timerfd.
     var timerDeadline: UInt64
-    /// When the timerfd is set to fire (monotonic ns): never after `timerDeadline` while that is
-    /// set; 0 once it fired or before it was first set.
-    var timerFiresAt: UInt64
     /// What the armed timer is for (TCPFlows.TimerClass).
     var timerClass: UInt8
     /// The epoll events the socket is registered with.

@@ -50,13 +50,15 @@
 // Events: each socket is registered edge-triggered (IN | OUT | RDHUP once established; OUT while
 // connecting), with the connection's slot in the token, so data left in the socket because the
 // guest's window is full costs no wake-ups: the guest's next ACK resumes sending. Each
-// connection has a timerfd, created when first needed, for the ACK interval (10 ms), the ACK
-// timeout (2 s, which also repeats our SYN to the guest), the handshake timeout (10 s) and the
-// FIN timeout (60 s); the deadline kept in the record decides, so a test's clock drives the
-// timers. The timerfd is set only when it would fire after the deadline: a timer that fires
-// early re-arms for the rest, one no longer due fires once for nothing, and a request/response
-// exchange costs no timerfd syscall at all. Frames go to a `TCPTap` (the daemon's tap writer, or
-// a test's memory); records and buffers are allocated once.
+// connection has one timer at a time: the ACK interval (10 ms), the ACK timeout (2 s, which also
+// repeats our SYN to the guest), the handshake timeout (10 s) or the FIN timeout (60 s); the
+// deadline kept in the record decides, so a test's clock drives the timers. All connections
+// share one timerfd (upstream has one per connection: two descriptors and five more syscalls
+// per connection): a heap of deadlines (DeadlineHeap.swift) orders them, and the timerfd is
+// set only when the earliest deadline moves before the time it is set for. One that fires
+// early, or for a deadline since dropped, finds nothing due and is set for the earliest
+// again; a request/response exchange costs no timerfd syscall at all. Frames go to a `TCPTap`
+// (the daemon's tap writer, or a test's memory); records and buffers are allocated once.
 import PasstConfig
 import PasstSys
 import PasstWire
@@ -143,9 +145,14 @@ public struct TCPFlows: ~Copyable {
     public let mtu: Int
     /// The epoll instance sockets and timers are registered with (set before the first flow).
     public var epollFD: Int32 = -1
-    /// Token kinds of connection sockets and of their timers.
+    /// Token kinds of connection sockets and of their shared timer.
     public let socketKind: UInt8
     public let timerKind: UInt8
+    /// The connections' timer deadlines, the timerfd they share (-1 until first needed) and the
+    /// time it is set to fire (0: not set; not after now: fired, its event still to come).
+    var timers: DeadlineHeap
+    var timerFD: Int32 = -1
+    var timerFDFiresAt: UInt64 = 0
     /// The RFC 6528 secret.
     let isnSecret: SipHashKey
     /// Whether the kernel supports SO_PEEK_OFF on TCP sockets.
@@ -172,6 +179,7 @@ public struct TCPFlows: ~Copyable {
         precondition(records != nil, "Can't allocate the TCP connection table")
         connections = records!.bindMemory(to: TCPConnection.self, capacity: capacity)
         slots = SlotStack(capacity: capacity)
+        timers = DeadlineHeap(capacity: capacity)
         self.capacity = capacity
         self.rules = rules
         self.listeners = listeners
@@ -189,10 +197,8 @@ public struct TCPFlows: ~Copyable {
     }
 
     deinit {
-        for slot in 0..<slots.neverUsed where connections[slot].inUse {
-            close(connections[slot].socket)
-            if connections[slot].timer > 0 { close(connections[slot].timer) }
-        }
+        for slot in 0..<slots.neverUsed where connections[slot].inUse { close(connections[slot].socket) }
+        if timerFD >= 0 { close(timerFD) }
         TCPListeners.closeAll(listeners)
         free(connections)
         pool.deallocate()
@@ -552,14 +558,14 @@ public struct TCPFlows: ~Copyable {
         let c = connections + slot
         c.initialize(to: TCPConnection(
             inUse: true, isIPv6: isIPv6, wsFromTap: options.windowScale.map { min($0, 14) } ?? 0, wsToTap: 0,
-            events: .tapSynReceived, flags: local ? .local : [], retransmits: 0, socket: fd, timer: 0,
+            events: .tapSynReceived, flags: local ? .local : [], retransmits: 0, socket: fd,
             guestAddress: key.endpointAddress, guestPort: key.endpointPort, peerAddress: key.ourAddress,
             peerPort: key.ourPort, tapMSS: TCPWindow.guestMSS(options.mss, isIPv6: isIPv6),
             windowScaling: options.windowScale != nil, seqToTap: 0, seqAckFromTap: 0,
             seqFromTap: segment.sequenceNumber &+ 1, seqAckToTap: segment.sequenceNumber &+ 1,
             seqInitFromTap: segment.sequenceNumber &+ 1, bytesAckedBase: 0, wndFromTap: UInt32(segment.window),
             wndToTap: TCPWindow.minimumBeforeEstablished, sendBuffer: 0, lastDupAckSent: 0, lastFastRetransmit: 0,
-            timerDeadline: 0, timerFiresAt: 0, timerClass: 0, epollEvents: 0))
+            timerDeadline: 0, timerClass: 0, epollEvents: 0))
         c.pointee.seqToTap = initialSequence(key, now: now)
         c.pointee.seqAckFromTap = c.pointee.seqToTap
         count += 1
@@ -584,7 +590,7 @@ public struct TCPFlows: ~Copyable {
         c.pointee.flags.insert(.ackFromTapDue)
         updateTimer(slot, now: now)
         // No timerfd (EMFILE at the descriptor limit): the handshake could never time out.
-        if c.pointee.timer <= 0 { reset(slot, table: &table, tap: &tap) }
+        if timerFD < 0 { reset(slot, table: &table, tap: &tap) }
     }
 
     /// Opens the non-blocking socket for a connection to `address`, and tells whether a socket of
@@ -723,12 +729,12 @@ public struct TCPFlows: ~Copyable {
         c.initialize(to: TCPConnection(
             inUse: true, isIPv6: isIPv6, wsFromTap: 0,
             wsToTap: min(TCPWindow.maximumScale, info?.sendWindowScale ?? 0), events: .sockAccepted,
-            flags: loopback ? .local : [], retransmits: 0, socket: fd, timer: 0, guestAddress: destination,
+            flags: loopback ? .local : [], retransmits: 0, socket: fd, guestAddress: destination,
             guestPort: listener.targetPort, peerAddress: source, peerPort: peer.port, tapMSS: TCPWindow.defaultMSS,
             windowScaling: true, seqToTap: isn, seqAckFromTap: isn, seqFromTap: 0, seqAckToTap: 0,
             seqInitFromTap: 0, bytesAckedBase: 0, wndFromTap: 0, wndToTap: TCPWindow.minimumBeforeEstablished,
             sendBuffer: TCPFlows.sendBufferSize(fd), lastDupAckSent: 0, lastFastRetransmit: 0, timerDeadline: 0,
-            timerFiresAt: 0, timerClass: 0, epollEvents: 0))
+            timerClass: 0, epollEvents: 0))
         count += 1
         guard table.insert(key, reference: UInt32(slot)) else {
             c.pointee.socket = -1
@@ -744,7 +750,7 @@ public struct TCPFlows: ~Copyable {
         c.pointee.flags.insert(.ackFromTapDue)
         updateTimer(slot, now: now)
         // No timerfd (EMFILE at the descriptor limit): the handshake could never time out.
-        if c.pointee.timer <= 0 { reset(slot, table: &table, tap: &tap) }
+        if timerFD < 0 { reset(slot, table: &table, tap: &tap) }
         return true
     }
 
@@ -992,15 +998,19 @@ public struct TCPFlows: ~Copyable {
 
     // MARK: Timers
 
-    /// Handles the expiry of the connection timer that `token` names (stale tokens are ignored).
+    /// Handles the expiry of the shared timerfd: runs the timer of every connection due by `now`,
+    /// then sets the timerfd for the earliest deadline left.
     public mutating func handleTimerEvent<Tap: TCPTap & ~Copyable>(
         _ token: EventToken, now: UInt64, table: inout FlowTable, tap: inout Tap
     ) {
-        guard let slot = liveSlot(token.data), connections[slot].timer & 0xff_ffff == token.fd else { return }
+        guard timerFD >= 0, timerFD & 0xff_ffff == token.fd else { return }
         var expirations: UInt64 = 0
-        _ = read(connections[slot].timer, &expirations, 8)
-        connections[slot].timerFiresAt = 0
-        handleTimer(slot: slot, now: now, table: &table, tap: &tap)
+        _ = read(timerFD, &expirations, 8)
+        timerFDFiresAt = now   // fired: the handlers' new deadlines wait for the setting below
+        while let slot = timers.popDue(now: now) {
+            handleTimer(slot: slot, now: now, table: &table, tap: &tap)
+        }
+        if let earliest = timers.earliest { setTimerFD(earliest, now: now) } else { timerFDFiresAt = 0 }
     }
 
     /// Handles the expiry of connection `slot`'s timer at `now` (tests call it to drive the clock).
@@ -1016,6 +1026,7 @@ public struct TCPFlows: ~Copyable {
         }
         c.pointee.timerDeadline = 0
         c.pointee.timerClass = TimerClass.none.rawValue
+        timers.remove(slot)
         if c.pointee.flags.contains(.ackToTapDue) {
             c.pointee.flags.remove(.ackToTapDue)
             if refreshAckAndWindow(slot, acknowledgeAll: false) { sendFlags(slot, .ack, tap: &tap) }
@@ -1091,45 +1102,59 @@ public struct TCPFlows: ~Copyable {
         startTimer(slot, wanted, delay: delay, now: now)
     }
 
-    /// Makes `slot`'s timer due `delay` ns after `now` for `purpose` (`.none`: not due). The
-    /// timerfd is only set when it would fire too late: one set to fire earlier (or a disarm)
-    /// just costs a wake-up that finds nothing due, or re-arms for the rest, where setting it
-    /// would cost a syscall every time a segment goes out or is acknowledged.
+    /// Makes `slot`'s timer due `delay` ns after `now` for `purpose` (`.none`: not due).
     mutating func startTimer(_ slot: Int, _ purpose: TimerClass, delay: UInt64, now: UInt64) {
         let c = connections + slot
         c.pointee.timerClass = purpose.rawValue
         if purpose == .none {
             c.pointee.timerDeadline = 0
+            timers.remove(slot)
             return
         }
         let deadline = max(now &+ delay, 1)
         c.pointee.timerDeadline = deadline
-        let firesAt = c.pointee.timerFiresAt
-        if firesAt > now && firesAt <= deadline { return }
         armTimer(slot, at: deadline, now: now)
     }
 
-    /// Sets `slot`'s timerfd to expire at `deadline` (after `now`), creating it on first use.
+    /// Schedules `slot`'s timer for `deadline` (after `now`) and sets the shared timerfd to fire
+    /// by then, unless it already does or has fired and its event is still to come (which sets
+    /// it for the earliest deadline). The timerfd is created on first use; without it (EMFILE)
+    /// nothing is scheduled.
     mutating func armTimer(_ slot: Int, at deadline: UInt64, now: UInt64) {
-        let c = connections + slot
-        if c.pointee.timer <= 0 {
-            let fd = timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK) | Int32(TFD_CLOEXEC))
-            guard fd >= 0 else { return }
-            var event = epoll_event()
-            event.events = EPOLLIN.rawValue
-            event.data.u64 = EventToken(kind: timerKind, fd: fd, data: slots.tokenData(slot)).rawValue
-            guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0 else {
-                close(fd)
-                return
-            }
-            c.pointee.timer = fd
+        guard openTimerFD() else { return }
+        timers.schedule(slot, at: deadline)
+        if timerFDFiresAt == 0 || (timerFDFiresAt > now && deadline < timerFDFiresAt) {
+            setTimerFD(deadline, now: now)
         }
-        let after = max(deadline &- now, 1)
+    }
+
+    /// The token of the connections' shared timerfd, nil until a connection first needed it.
+    public var timerToken: EventToken? { timerFD >= 0 ? EventToken(kind: timerKind, fd: timerFD) : nil }
+
+    /// Creates the shared timerfd and registers it with epoll, once; tells whether it exists.
+    mutating func openTimerFD() -> Bool {
+        if timerFD >= 0 { return true }
+        let fd = timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK) | Int32(TFD_CLOEXEC))
+        guard fd >= 0 else { return false }
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.u64 = EventToken(kind: timerKind, fd: fd).rawValue
+        guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0 else {
+            close(fd)
+            return false
+        }
+        timerFD = fd
+        return true
+    }
+
+    /// Sets the shared timerfd to expire at `deadline` (at least 1 ns after `now`).
+    mutating func setTimerFD(_ deadline: UInt64, now: UInt64) {
+        let after = deadline > now ? deadline - now : 1
         let second = SystemClock.nanosecondsPerSecond
         var spec = itimerspec()
         spec.it_value.tv_sec = Int(after / second)
         spec.it_value.tv_nsec = Int(after % second)
-        if timerfd_settime(c.pointee.timer, 0, &spec, nil) == 0 { c.pointee.timerFiresAt = deadline }
+        if timerfd_settime(timerFD, 0, &spec, nil) == 0 { timerFDFiresAt = max(deadline, now &+ 1) }
     }
 
     // MARK: Closing
@@ -1171,7 +1196,7 @@ public struct TCPFlows: ~Copyable {
             pendingBytes = 0
         }
         if c.pointee.socket >= 0 { close(c.pointee.socket) }
-        if c.pointee.timer > 0 { close(c.pointee.timer) }
+        timers.remove(slot)
         (UnsafeMutableRawPointer(c)).initializeMemory(as: UInt8.self, repeating: 0,
                                                        count: MemoryLayout<TCPConnection>.stride)
         slots.release(slot)

@@ -167,6 +167,11 @@ struct TCPRig: ~Copyable {
     mutating func fireTimer(_ slot: Int) {
         flows.handleTimer(slot: slot, now: now, table: &table, tap: &tap)
     }
+
+    /// Handles an expiry of the connections' shared timerfd (`token`) at the current fake time.
+    mutating func fireSharedTimer(_ token: EventToken) {
+        flows.handleTimerEvent(token, now: now, table: &table, tap: &tap)
+    }
 }
 
 /// Loopback TCP helpers of the tests.
@@ -541,6 +546,50 @@ struct TCPFlowTests {
             let reset = rig.receive()
             #expect(reset.last?.flags == .rst)
             do { let open = rig.flows.count; #expect(open == 0) }
+        }
+    }
+
+    @Test("One timerfd for all connections: each expiry runs the connections due by then, no other")
+    func sharedTimer() throws {
+        try inPrivateNetworkNamespace {
+            var rig = TCPRig()
+            let (server, serverPort) = try LoopbackTCP.listener()
+            defer { close(server) }
+            let start = rig.now
+            var peers: [Int32] = []
+            defer { for peer in peers { close(peer) } }
+            var guestSeqs: [UInt32] = []
+            // Three connections, each sending the guest 100 bytes half a second after the one
+            // before; the guest acknowledges none of it, so each is due 2 s after its send.
+            for index in 0..<3 {
+                let (accepted, _, guestSeq, _) = try TCPFlowTests.connect(&rig, guestPort: 40060 + UInt16(index),
+                                                                         server: server, serverPort: serverPort)
+                peers.append(accepted)
+                guestSeqs.append(guestSeq)
+                rig.now = start + UInt64(index) * TCPRig.second / 2
+                let data = tcpTestData(100, seed: index)
+                #expect(send(accepted, data, data.count, 0) == data.count)
+                #expect(rig.receive().filter { !$0.payload.isEmpty }.count == 1)
+            }
+            let firstToken = rig.flows.timerToken
+            let token = try #require(firstToken)
+            /// The guest ports that got a retransmission when the timerfd fires at `time`.
+            func fire(at time: UInt64) -> [UInt16] {
+                rig.now = time
+                rig.fireSharedTimer(token)
+                rig.pump(milliseconds: 20)
+                defer { rig.tap.frames.removeAll() }
+                return rig.tap.frames.compactMap(GuestView.init).filter { !$0.payload.isEmpty }.map(\.destinationPort)
+            }
+            #expect(fire(at: start + 19 * TCPRig.second / 10) == [], "nothing is due before 2 s")
+            #expect(fire(at: start + 5 * TCPRig.second / 2).sorted() == [40060, 40061])
+            #expect(fire(at: start + 3 * TCPRig.second) == [40062])
+            // A connection the guest resets leaves the heap; the other two repeat 2 s later.
+            rig.send(from: 40060, to: serverPort, seq: guestSeqs[0], flags: .rst)
+            #expect(fire(at: start + 9 * TCPRig.second / 2) == [40061])
+            #expect(fire(at: start + 5 * TCPRig.second) == [40062])
+            let lastToken = rig.flows.timerToken
+            #expect(lastToken == token, "the same timerfd throughout")
         }
     }
 
