@@ -71,6 +71,8 @@ public struct TCPConnectionFlags: OptionSet, Sendable, Equatable {
     public static let ackToTapDue = TCPConnectionFlags(rawValue: 1 << 3)
     /// Data or a SYN/FIN to the guest is unacknowledged: retransmit after the timeout.
     public static let ackFromTapDue = TCPConnectionFlags(rawValue: 1 << 4)
+    /// The tcpi_bytes_acked base and the local test were taken at the host handshake's end.
+    public static let handshakeNoted = TCPConnectionFlags(rawValue: 1 << 5)
     /// Waiting for the guest: its window is full, our data unacknowledged.
     static let waitingForGuest: TCPConnectionFlags = [.stalled, .ackFromTapDue]
 }

@@ -640,6 +640,7 @@ public struct TCPFlows: ~Copyable {
         let c = connections + slot
         var info: TCPInfo?
         if case .success(let value) = Sys.tcpInfo(c.pointee.socket) { info = value }
+        if let info { noteHandshake(slot, info: info) }
         if c.pointee.windowScaling, let info {
             c.pointee.wsToTap = min(TCPWindow.maximumScale, info.sendWindowScale)
         }
@@ -656,6 +657,18 @@ public struct TCPFlows: ~Copyable {
         sendFlags(slot, .synAck, tap: &tap)
     }
 
+    /// Takes from `info`, the socket's TCP_INFO at the end of the host handshake, the base of
+    /// tcpi_bytes_acked and whether the peer is local (a minimum RTT of at most 10 µs). Nothing
+    /// is written to the socket before the guest's handshake ends too, so both still hold then.
+    func noteHandshake(_ slot: Int, info: TCPInfo) {
+        let c = connections + slot
+        c.pointee.bytesAckedBase = info.bytesAcked
+        if info.hasMinRTT && info.minRTTMicroseconds > 0 && info.minRTTMicroseconds <= 10 {
+            c.pointee.flags.insert(.local)
+        }
+        c.pointee.flags.insert(.handshakeNoted)
+    }
+
     /// Marks `slot` established: edge-triggered input, output and read hang-up, peek offset 0.
     mutating func establish(_ slot: Int, now: UInt64) {
         let c = connections + slot
@@ -663,11 +676,8 @@ public struct TCPFlows: ~Copyable {
         c.pointee.seqAckFromTap = c.pointee.seqToTap
         c.pointee.flags.remove(.ackFromTapDue)
         c.pointee.retransmits = 0
-        if case .success(let info) = Sys.tcpInfo(c.pointee.socket) {
-            c.pointee.bytesAckedBase = info.bytesAcked
-            if info.hasMinRTT && info.minRTTMicroseconds > 0 && info.minRTTMicroseconds <= 10 {
-                c.pointee.flags.insert(.local)
-            }
+        if !c.pointee.flags.contains(.handshakeNoted), case .success(let info) = Sys.tcpInfo(c.pointee.socket) {
+            noteHandshake(slot, info: info)
         }
         if peekOffsetSupported {
             _ = Sys.setOption(c.pointee.socket, level: SOL_SOCKET, name: TCPFlows.soPeekOff, Int32(0))
@@ -741,6 +751,7 @@ public struct TCPFlows: ~Copyable {
             releaseSlot(slot)
             return false
         }
+        if let info { noteHandshake(slot, info: info) }
         if let sendWindow = info?.sendWindow, info?.hasSendWindow == true {
             c.pointee.wndToTap = TCPWindow.toTap(sendWindow: sendWindow, sendBuffer: c.pointee.sendBuffer,
                                                  established: false)
