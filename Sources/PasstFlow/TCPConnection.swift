@@ -130,9 +130,6 @@ struct TCPConnection {
     /// Acknowledgment number of the last duplicate ACKs we sent, and of the last fast retransmit.
     var lastDupAckSent: UInt32
     var lastFastRetransmit: UInt32
-    /// When the armed timer is due (monotonic ns), 0 when disarmed; TCPFlows.timers holds the
-    /// same deadline for the shared timerfd.
-    var timerDeadline: UInt64
     /// What the armed timer is for (TCPFlows.TimerClass).
     var timerClass: UInt8
     /// The epoll events the socket is registered with.

@@ -51,8 +51,8 @@
 // connecting), with the connection's slot in the token, so data left in the socket because the
 // guest's window is full costs no wake-ups: the guest's next ACK resumes sending. Each
 // connection has one timer at a time: the ACK interval (10 ms), the ACK timeout (2 s, which also
-// repeats our SYN to the guest), the handshake timeout (10 s) or the FIN timeout (60 s); the
-// deadline kept in the record decides, so a test's clock drives the timers. All connections
+// repeats our SYN to the guest), the handshake timeout (10 s) or the FIN timeout (60 s); its
+// deadline in the heap below decides, so a test's clock drives the timers. All connections
 // share one timerfd (upstream has one per connection: two descriptors and five more syscalls
 // per connection): a heap of deadlines (DeadlineHeap.swift) orders them, and the timerfd is
 // set only when the earliest deadline moves before the time it is set for. One that fires
@@ -565,7 +565,7 @@ public struct TCPFlows: ~Copyable {
             seqFromTap: segment.sequenceNumber &+ 1, seqAckToTap: segment.sequenceNumber &+ 1,
             seqInitFromTap: segment.sequenceNumber &+ 1, bytesAckedBase: 0, wndFromTap: UInt32(segment.window),
             wndToTap: TCPWindow.minimumBeforeEstablished, sendBuffer: 0, lastDupAckSent: 0, lastFastRetransmit: 0,
-            timerDeadline: 0, timerClass: 0, epollEvents: 0))
+            timerClass: 0, epollEvents: 0))
         c.pointee.seqToTap = initialSequence(key, now: now)
         c.pointee.seqAckFromTap = c.pointee.seqToTap
         count += 1
@@ -657,15 +657,18 @@ public struct TCPFlows: ~Copyable {
         sendFlags(slot, .synAck, tap: &tap)
     }
 
+    /// Whether the socket's minimum RTT (at most 10 µs) says its peer is on this host.
+    static func peerIsLocal(_ info: TCPInfo) -> Bool {
+        info.hasMinRTT && info.minRTTMicroseconds > 0 && info.minRTTMicroseconds <= 10
+    }
+
     /// Takes from `info`, the socket's TCP_INFO at the end of the host handshake, the base of
-    /// tcpi_bytes_acked and whether the peer is local (a minimum RTT of at most 10 µs). Nothing
-    /// is written to the socket before the guest's handshake ends too, so both still hold then.
+    /// tcpi_bytes_acked and whether the peer is local (`peerIsLocal`). Nothing is written to the
+    /// socket before the guest's handshake ends too, so both still hold then.
     func noteHandshake(_ slot: Int, info: TCPInfo) {
         let c = connections + slot
         c.pointee.bytesAckedBase = info.bytesAcked
-        if info.hasMinRTT && info.minRTTMicroseconds > 0 && info.minRTTMicroseconds <= 10 {
-            c.pointee.flags.insert(.local)
-        }
+        if TCPFlows.peerIsLocal(info) { c.pointee.flags.insert(.local) }
         c.pointee.flags.insert(.handshakeNoted)
     }
 
@@ -743,7 +746,7 @@ public struct TCPFlows: ~Copyable {
             guestPort: listener.targetPort, peerAddress: source, peerPort: peer.port, tapMSS: TCPWindow.defaultMSS,
             windowScaling: true, seqToTap: isn, seqAckFromTap: isn, seqFromTap: 0, seqAckToTap: 0,
             seqInitFromTap: 0, bytesAckedBase: 0, wndFromTap: 0, wndToTap: TCPWindow.minimumBeforeEstablished,
-            sendBuffer: TCPFlows.sendBufferSize(fd), lastDupAckSent: 0, lastFastRetransmit: 0, timerDeadline: 0,
+            sendBuffer: TCPFlows.sendBufferSize(fd), lastDupAckSent: 0, lastFastRetransmit: 0,
             timerClass: 0, epollEvents: 0))
         count += 1
         guard table.insert(key, reference: UInt32(slot)) else {
@@ -912,8 +915,7 @@ public struct TCPFlows: ~Copyable {
         let c = connections + slot
         var info = knownInfo
         if info == nil, case .success(let value) = Sys.tcpInfo(c.pointee.socket) { info = value }
-        let local = c.pointee.flags.contains(.local)
-            || (info.map { $0.hasMinRTT && $0.minRTTMicroseconds > 0 && $0.minRTTMicroseconds <= 10 } ?? false)
+        let local = c.pointee.flags.contains(.local) || (info.map(TCPFlows.peerIsLocal) ?? false)
         let closing = !c.pointee.events.isDisjoint(with: TCPEvents.eitherFinReceived)
         var ack = c.pointee.seqFromTap
         if let info, info.hasBytesAcked, !acknowledgeAll, !local, !closing,
@@ -1019,25 +1021,26 @@ public struct TCPFlows: ~Copyable {
         _ = read(timerFD, &expirations, 8)
         timerFDFiresAt = now   // fired: the handlers' new deadlines wait for the setting below
         while let slot = timers.popDue(now: now) {
-            handleTimer(slot: slot, now: now, table: &table, tap: &tap)
+            runTimer(slot, now: now, table: &table, tap: &tap)
         }
         if let earliest = timers.earliest { setTimerFD(earliest, now: now) } else { timerFDFiresAt = 0 }
     }
 
-    /// Handles the expiry of connection `slot`'s timer at `now` (tests call it to drive the clock).
+    /// Runs connection `slot`'s timer if it is due at `now` (tests call it to drive the clock).
     public mutating func handleTimer<Tap: TCPTap & ~Copyable>(
         slot: Int, now: UInt64, table: inout FlowTable, tap: inout Tap
     ) {
-        guard slot >= 0 && slot < slots.neverUsed, connections[slot].inUse else { return }
-        let c = connections + slot
-        guard c.pointee.timerDeadline != 0 else { return }
-        if now < c.pointee.timerDeadline {
-            armTimer(slot, at: c.pointee.timerDeadline, now: now)
-            return
-        }
-        c.pointee.timerDeadline = 0
-        c.pointee.timerClass = TimerClass.none.rawValue
+        guard slot >= 0 && slot < slots.neverUsed, let deadline = timers.deadline(of: slot), deadline <= now
+        else { return }
         timers.remove(slot)
+        runTimer(slot, now: now, table: &table, tap: &tap)
+    }
+
+    /// Does what connection `slot`'s expired timer was for (its deadline already unscheduled).
+    mutating func runTimer<Tap: TCPTap & ~Copyable>(_ slot: Int, now: UInt64, table: inout FlowTable, tap: inout Tap) {
+        guard connections[slot].inUse else { return }
+        let c = connections + slot
+        c.pointee.timerClass = TimerClass.none.rawValue
         if c.pointee.flags.contains(.ackToTapDue) {
             c.pointee.flags.remove(.ackToTapDue)
             if refreshAckAndWindow(slot, acknowledgeAll: false) { sendFlags(slot, .ack, tap: &tap) }
@@ -1103,7 +1106,7 @@ public struct TCPFlows: ~Copyable {
     mutating func updateTimer(_ slot: Int, now: UInt64) {
         let (wanted, delay) = wantedTimer(slot)
         let c = connections + slot
-        if wanted.rawValue == c.pointee.timerClass && (wanted == .none || c.pointee.timerDeadline != 0) { return }
+        if wanted.rawValue == c.pointee.timerClass && (wanted == .none || timers.deadline(of: slot) != nil) { return }
         startTimer(slot, wanted, delay: delay, now: now)
     }
 
@@ -1118,22 +1121,19 @@ public struct TCPFlows: ~Copyable {
         let c = connections + slot
         c.pointee.timerClass = purpose.rawValue
         if purpose == .none {
-            c.pointee.timerDeadline = 0
             timers.remove(slot)
             return
         }
-        let deadline = max(now &+ delay, 1)
-        c.pointee.timerDeadline = deadline
-        armTimer(slot, at: deadline, now: now)
+        armTimer(slot, at: max(now &+ delay, 1), now: now)
     }
 
     /// Schedules `slot`'s timer for `deadline` (after `now`) and sets the shared timerfd to fire
     /// by then, unless it already does or has fired and its event is still to come (which sets
     /// it for the earliest deadline). The timerfd is created on first use; without it (EMFILE)
-    /// nothing is scheduled.
+    /// only `handleTimer` can run the timer.
     mutating func armTimer(_ slot: Int, at deadline: UInt64, now: UInt64) {
-        guard openTimerFD() else { return }
         timers.schedule(slot, at: deadline)
+        guard openTimerFD() else { return }
         if timerFDFiresAt == 0 || (timerFDFiresAt > now && deadline < timerFDFiresAt) {
             setTimerFD(deadline, now: now)
         }
