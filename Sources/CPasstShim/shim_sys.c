@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <linux/tcp.h>
 
 #include "shim_sys.h"
@@ -85,6 +86,20 @@ int shim_recvmmsg(int fd, struct shim_mmsghdr *vec, unsigned int vlen, int flags
 int shim_sendmmsg(int fd, struct shim_mmsghdr *vec, unsigned int vlen, int flags)
 {
 	return sendmmsg(fd, (struct mmsghdr *)vec, vlen, flags);
+}
+
+_Static_assert(SHIM_UDP_SEGMENT_SPACE == CMSG_SPACE(sizeof(uint16_t)), "UDP_SEGMENT control space");
+
+size_t shim_udp_segment_control(void *buffer, uint16_t segment_size)
+{
+	struct cmsghdr *cmsg = buffer;
+
+	memset(buffer, 0, SHIM_UDP_SEGMENT_SPACE);
+	cmsg->cmsg_level = SOL_UDP;
+	cmsg->cmsg_type = UDP_SEGMENT;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+	memcpy(CMSG_DATA(cmsg), &segment_size, sizeof(segment_size));
+	return SHIM_UDP_SEGMENT_SPACE;
 }
 
 ssize_t shim_splice(int fd_in, int fd_out, size_t len, unsigned int flags)

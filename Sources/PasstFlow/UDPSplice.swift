@@ -15,9 +15,10 @@
 // Either way the flow keeps a dup(2) of the listener for replies (sent to the peer's address,
 // as for tap flows) and `spliceSocket`, the connected far-side socket, which the daemon registers
 // for input. Datagrams are read with recvmmsg(2) into the receive pool and sent on with one
-// sendmmsg(2) per run of one flow, no headers built, no copy besides the kernel's. The flow
-// table holds the listener-side key only (interface host or splice), as nothing arrives from the
-// tap for these flows. Expiry (180 s idle) closes both sockets.
+// sendmmsg(2) per run of one flow (equal-length datagrams as UDP GSO runs, as for tap flows),
+// no headers built, no copy besides the kernel's. The flow table holds the listener-side key
+// only (interface host or splice), as nothing arrives from the tap for these flows. Expiry
+// (180 s idle) closes both sockets.
 //
 // Listeners live in one array indexed by the token data of their epoll registration; auto mode
 // (the daemon's UDPPortForwarding.swift) adds and removes them here, reusing closed slots.
@@ -159,7 +160,7 @@ extension UDPFlows {
                 sendVectors[index] = iovec(iov_base: receivePool + index * UDPFlows.slotSize + UDPFlows.headroom,
                                            iov_len: Int(receiveHeaders[index].msg_len))
             }
-            send(received, on: flows[slot].socket, to: flows[slot].hostPeer)
+            send(received, on: flows[slot].socket, to: flows[slot].hostPeer, slot: slot)
             flows[slot].lastActivity = now
         }
     }

@@ -2,7 +2,9 @@
 // network namespace and a caller-supplied clock: a guest datagram to the map-host-loopback address
 // reaches 127.0.0.1 from the guest's source port, the reply comes back as a frame from the address
 // the guest targeted; a full flow table drops new flows only; idle flows expire after 180 s; an
-// ICMP error from the host side is drained and the flow keeps working.
+// ICMP error from the host side is drained and the flow keeps working; a run of equal-length
+// datagrams leaves as one UDP GSO send and arrives as the same datagrams, and a socket that
+// refuses GSO, or reports an ICMP error in place of the run, gets them one by one.
 import Foundation
 import Testing
 import PasstFlow
@@ -54,6 +56,39 @@ func echoOnce(_ fd: Int32) throws -> UInt16 {
     return UInt16(bigEndian: peer.sin_port)
 }
 
+/// Receives every datagram waiting on `fd` (up to 2 s for the first); returns each payload and,
+/// where the socket has UDP_GRO on and the kernel passed a GSO datagram whole, its segment size.
+func receiveDatagrams(_ fd: Int32) -> [(payload: [UInt8], segmentSize: Int?)] {
+    var received: [(payload: [UInt8], segmentSize: Int?)] = []
+    guard waitReadable(fd) else { return received }
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    var control = [UInt8](repeating: 0, count: 64)
+    while true {
+        let result: (Int, Int?) = buffer.withUnsafeMutableBytes { data in
+            control.withUnsafeMutableBytes { controlBytes in
+                var vector = iovec(iov_base: data.baseAddress, iov_len: data.count)
+                return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+                    var message = msghdr()
+                    message.msg_iov = vectorPointer
+                    message.msg_iovlen = 1
+                    message.msg_control = controlBytes.baseAddress
+                    message.msg_controllen = controlBytes.count
+                    let count = recvmsg(fd, &message, Int32(MSG_DONTWAIT))
+                    guard count >= 0 else { return (-1, nil) }
+                    // One cmsghdr at most: length (size_t), level and type (int), then an int.
+                    guard message.msg_controllen >= 20,
+                          controlBytes.load(fromByteOffset: 8, as: Int32.self) == 17,   // SOL_UDP
+                          controlBytes.load(fromByteOffset: 12, as: Int32.self) == 104  // UDP_GRO
+                    else { return (count, nil) }
+                    return (count, Int(controlBytes.load(fromByteOffset: 16, as: Int32.self)))
+                }
+            }
+        }
+        guard result.0 >= 0 else { return received }
+        received.append((Array(buffer[..<result.0]), result.1))
+    }
+}
+
 @Suite("UDP flows", .enabled(if: getuid() == 0), .timeLimit(.minutes(10)))
 struct UDPFlowTests {
     static let guest = IPv4Address(192, 0, 2, 2)
@@ -73,13 +108,134 @@ struct UDPFlowTests {
         return outcome
     }
 
-    @Test("Request and reply, full table, expiry after 180 s, ICMP errors survived")
-    func roundTripFullTableAndExpiry() throws {
+    /// Queues `payloads` from guest port `port` to the gateway's `serverPort` as one tap read
+    /// would (all in one buffer that outlives the queue), then flushes them; returns the outcomes.
+    static func sendBatch(_ flows: inout UDPFlows, table: inout FlowTable, from port: UInt16, to serverPort: UInt16,
+                          payloads: [[UInt8]], now: UInt64) -> [UDPGuestOutcome] {
+        let total = payloads.reduce(0) { $0 + UDPDatagram.headerLength + $1.count }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: total, alignment: 8)
+        defer { buffer.deallocate() }
+        var offset = 0
+        var outcomes: [UDPGuestOutcome] = []
+        for payload in payloads {
+            let bytes = udpDatagram(sourcePort: port, destinationPort: serverPort, payload: payload)
+            let datagram = buffer.baseAddress! + offset
+            datagram.copyMemory(from: bytes, byteCount: bytes.count)
+            outcomes.append(flows.handleGuestDatagram(
+                isIPv6: false, source: IPv6Address(v4Mapped: guest), destination: IPv6Address(v4Mapped: gateway),
+                datagram: UDPDatagram(datagram, count: bytes.count)!, now: now, table: &table))
+            offset += bytes.count
+        }
+        flows.flush()
+        return outcomes
+    }
+
+    /// Runs `body` in a private network namespace with 16 UDP flows that map the gateway to the
+    /// host's loopback and a flow table of `tableCapacity` keys.
+    static func withFlows(tableCapacity: Int = 16,
+                          _ body: @escaping @Sendable (inout UDPFlows, inout FlowTable) throws -> Void) throws {
         try inPrivateNetworkNamespace {
             var rules = ForwardingRules()
             rules.mapHostLoopback4 = UDPFlowTests.gateway
             var flows = UDPFlows(capacity: 16, rules: rules)
-            var table = FlowTable(capacity: 4)
+            var table = FlowTable(capacity: tableCapacity)
+            try body(&flows, &table)
+        }
+    }
+
+    /// A loopback UDP server on `port` (0: any) with twice the default receive buffer (the most
+    /// SO_RCVBUF gives), so that it holds a whole `run`; returns it and its port.
+    static func runServer(port: UInt16 = 0) throws -> (Int32, UInt16) {
+        let (fd, bound) = try loopbackServer(port: port)
+        var size: Int32 = 1 << 20
+        guard setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+            close(fd)
+            throw SyscallError(errno)
+        }
+        return (fd, bound)
+    }
+
+    /// 100 payloads of 1400 bytes, then one of 300, each filled with its own index.
+    static let run: [[UInt8]] = (0..<101).map { [UInt8](repeating: UInt8($0), count: $0 == 100 ? 300 : 1400) }
+
+    @Test("A run of equal-length datagrams leaves as UDP GSO sends and arrives as the same datagrams")
+    func segmentedRun() throws {
+        try UDPFlowTests.withFlows { flows, table in
+            let (server, serverPort) = try UDPFlowTests.runServer()
+            defer { close(server) }
+            let plain = UDPFlowTests.sendBatch(&flows, table: &table, from: 40010, to: serverPort,
+                                               payloads: UDPFlowTests.run, now: 1)
+            guard case .newFlow = plain.first else {
+                Issue.record("no new flow: \(plain)")
+                return
+            }
+            #expect(plain.dropFirst().allSatisfy { $0 == .queued })
+            let received = receiveDatagrams(server).map(\.payload)
+            #expect(received == UDPFlowTests.run, "same datagrams, same order: \(received.map(\.count))")
+
+            // A receiver with UDP_GRO on is handed the GSO sends whole: 1400-byte segments, at most
+            // 46 of them (65507 bytes) per send.
+            var on: Int32 = 1
+            try #require(setsockopt(server, 17, 104, &on, socklen_t(MemoryLayout<Int32>.size)) == 0)  // UDP_GRO
+            _ = UDPFlowTests.sendBatch(&flows, table: &table, from: 40010, to: serverPort,
+                                       payloads: UDPFlowTests.run, now: 2)
+            let coalesced = receiveDatagrams(server)
+            #expect(coalesced.count < UDPFlowTests.run.count, "fewer receives than datagrams: \(coalesced.count)")
+            #expect(coalesced.allSatisfy { $0.payload.count <= 65507 })
+            #expect(coalesced.contains { $0.segmentSize == 1400 && $0.payload.count > 1400 })
+            let bytesMatch = Array(coalesced.map(\.payload).joined()) == Array(UDPFlowTests.run.joined())
+            #expect(bytesMatch, "every byte, in order")
+        }
+    }
+
+    @Test("An ICMP error reported in place of a run costs no datagram of it")
+    func errorInPlaceOfRun() throws {
+        try UDPFlowTests.withFlows { flows, table in
+            let (closed, port) = try loopbackServer()
+            close(closed)
+            let first = UDPFlowTests.send(&flows, table: &table, from: 40012, to: port, payload: [1], now: 1)
+            guard case .newFlow(_, let fd) = first else {
+                Issue.record("no new flow: \(first)")
+                return
+            }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            try #require(poll(&pfd, 1, 2000) == 1 && pfd.revents & Int16(POLLERR) != 0, "port unreachable pending")
+            let (server, _) = try UDPFlowTests.runServer(port: port)
+            defer { close(server) }
+            _ = UDPFlowTests.sendBatch(&flows, table: &table, from: 40012, to: port, payloads: UDPFlowTests.run, now: 2)
+            let received = receiveDatagrams(server).map(\.payload)
+            #expect(received == UDPFlowTests.run, "all of them: \(received.map(\.count))")
+        }
+    }
+
+    @Test("A socket that refuses UDP GSO gets the run one datagram at a time")
+    func segmentationRefused() throws {
+        try UDPFlowTests.withFlows { flows, table in
+            let (server, serverPort) = try UDPFlowTests.runServer()
+            defer { close(server) }
+            let first = UDPFlowTests.send(&flows, table: &table, from: 40011, to: serverPort, payload: [1], now: 1)
+            guard case .newFlow(_, let fd) = first else {
+                Issue.record("no new flow: \(first)")
+                return
+            }
+            let probe = receiveDatagrams(server).map(\.payload)
+            #expect(probe == [[1]], "the first datagram: \(probe.map(\.count))")
+            // Without UDP checksums (SO_NO_CHECK) the kernel refuses GSO sends with EINVAL.
+            var on: Int32 = 1
+            try #require(setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &on, socklen_t(MemoryLayout<Int32>.size)) == 0)
+            for now in [UInt64(2), 3] {
+                let outcomes = UDPFlowTests.sendBatch(&flows, table: &table, from: 40011, to: serverPort,
+                                                      payloads: UDPFlowTests.run, now: now)
+                #expect(outcomes.allSatisfy { $0 == .queued })
+                let received = receiveDatagrams(server).map(\.payload)
+                #expect(received == UDPFlowTests.run, "pass \(now - 1): all of them: \(received.map(\.count))")
+            }
+        }
+    }
+
+    @Test("Request and reply, full table, expiry after 180 s, ICMP errors survived")
+    func roundTripFullTableAndExpiry() throws {
+        try UDPFlowTests.withFlows(tableCapacity: 4) { flows, table in
             let (server, serverPort) = try loopbackServer()
             defer { close(server) }
             let second = UInt64(1_000_000_000)

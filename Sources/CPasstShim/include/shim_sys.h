@@ -84,6 +84,14 @@ int shim_recvmmsg(int fd, struct shim_mmsghdr *vec, unsigned int vlen, int flags
 /** sendmmsg(2); returns the number of datagrams sent or -1 with errno. */
 int shim_sendmmsg(int fd, struct shim_mmsghdr *vec, unsigned int vlen, int flags);
 
+/* Bytes of control data holding one UDP_SEGMENT message (CMSG_SPACE of a 16-bit value). */
+#define SHIM_UDP_SEGMENT_SPACE 24
+
+/** Writes a UDP_SEGMENT control message (UDP GSO: the kernel cuts the datagram into segments of
+ *  segment_size payload bytes) into buffer, which has SHIM_UDP_SEGMENT_SPACE bytes; returns the
+ *  control length for msg_controllen. */
+size_t shim_udp_segment_control(void *buffer, uint16_t segment_size);
+
 /** splice(2) between fd_in and fd_out at their current offsets; returns bytes moved or -1. */
 ssize_t shim_splice(int fd_in, int fd_out, size_t len, unsigned int flags);
 
