@@ -36,6 +36,15 @@ protocol GuestLink: TCPTap, ~Copyable {
     var guestMAC: MACAddress { get set }
     /// Records `frame`, received from the guest, in the -p capture (before any processing).
     func captureReceived(_ frame: UnsafeRawBufferPointer)
+    /// Sends the `count` frames of `udp`'s last receive call to the guest.
+    mutating func sendUDPFrames(_ udp: borrowing UDPFlows, count: Int)
+}
+
+extension GuestLink where Self: ~Copyable {
+    /// Sends the `count` frames of `udp`'s last receive call one by one.
+    mutating func sendUDPFrames(_ udp: borrowing UDPFlows, count: Int) {
+        for index in 0..<count { send(udp.frame(index), offload: udp.offload(index)) }
+    }
 }
 
 /// Timers of the daemon loop (the kind byte of their tokens).
@@ -302,7 +311,7 @@ struct GuestEngine<Link: GuestLink & ~Copyable>: ~Copyable {
         guard udp.socket(ofSlot: slot) == fd else { return }
         if events.contains(.error) { udp.drainErrors(slot: slot) }
         while let count = udp.receiveReplies(slot: slot, now: now, ourMAC: link.ourMAC, guestMAC: link.guestMAC) {
-            for index in 0..<count { link.send(udp.frame(index), offload: udp.offload(index)) }
+            link.sendUDPFrames(udp, count: count)
         }
     }
 
@@ -313,7 +322,7 @@ struct GuestEngine<Link: GuestLink & ~Copyable>: ~Copyable {
         while let count = udp.receiveFromListener(index, now: loop.now, ourMAC: link.ourMAC,
                                                   guestMAC: link.guestMAC, seen4: guest.seen4, seen6: guest.seen6,
                                                   linkLocalSeen6: guest.linkLocalSeen6, table: &flows) {
-            for index in 0..<count { link.send(udp.frame(index), offload: udp.offload(index)) }
+            link.sendUDPFrames(udp, count: count)
             udpForwarding.registerNewFlows(&udp, loop: &loop)
         }
     }

@@ -35,6 +35,13 @@
 // cache before their frames are written (+22 % for 65000-byte datagrams host -> namespace). The
 // UDP checksum is left partial (the pseudo-header sum): the daemon writes `frame(i)` with
 // `offload(i)`, so pasta's tap takes it as verified (NEEDS_CSUM) and passt completes it.
+// pasta's tap also takes runs of them as one frame: `segmentRunLength` finds frames of one flow
+// with equal payloads (the rules of runs towards the host), `joinRun` rewrites the first frame's
+// headers for the whole run and gathers it and the other payloads in `runVectors` for one
+// writev(2) as a UDP GSO frame (VIRTIO_NET_HDR_GSO_UDP_L4), which the namespace's kernel cuts
+// back into the datagrams: 3.0-3.4 us of pasta's CPU per 1400-byte datagram instead of 3.8-3.9
+// when a host client sends as fast as it can. Before Linux 6.2 tun refuses such frames
+// (EINVAL): `splitRun` restores the first frame and the daemon sends one by one from then on.
 //
 // pasta's loopback bypass (UDPSplice.swift) keeps a second socket per flow instead of the tap:
 // datagrams move socket to socket between the two namespaces, never as frames.
@@ -155,9 +162,13 @@ public struct UDPFlows: ~Copyable {
     let receiveVectors: UnsafeMutablePointer<iovec>
     let receiveNames: UnsafeMutablePointer<sockaddr_in6>
     let receivePool: UnsafeMutableRawPointer
-    /// Start and length of each frame built in the receive pool.
+    /// Start and length of each frame built in the receive pool, and its flow's slot.
     let frameStarts: UnsafeMutablePointer<Int>
     let frameLengths: UnsafeMutablePointer<Int>
+    let frameSlots: UnsafeMutablePointer<Int>
+    /// The vectors of a run of frames joined by `joinRun`: entry 0 is left for the link's
+    /// virtio-net header, then the first frame whole and the payloads of the others.
+    public let runVectors: UnsafeMutablePointer<iovec>
     /// Scratch for draining error queues and stray datagrams.
     let scratch: UnsafeMutableRawBufferPointer
 
@@ -187,6 +198,10 @@ public struct UDPFlows: ~Copyable {
         frameStarts.initialize(repeating: 0, count: UDPFlows.receiveBatch)
         frameLengths = .allocate(capacity: UDPFlows.receiveBatch)
         frameLengths.initialize(repeating: 0, count: UDPFlows.receiveBatch)
+        frameSlots = .allocate(capacity: UDPFlows.receiveBatch)
+        frameSlots.initialize(repeating: -1, count: UDPFlows.receiveBatch)
+        runVectors = .allocate(capacity: UDPFlows.receiveBatch + 1)
+        runVectors.initialize(repeating: iovec(), count: UDPFlows.receiveBatch + 1)
         scratch = .allocate(byteCount: 1024, alignment: 16)
         newSpliceSlots = .allocate(capacity: UDPFlows.receiveBatch)
         newSpliceSlots.initialize(repeating: -1, count: UDPFlows.receiveBatch)
@@ -215,6 +230,8 @@ public struct UDPFlows: ~Copyable {
         receivePool.deallocate()
         frameStarts.deallocate()
         frameLengths.deallocate()
+        frameSlots.deallocate()
+        runVectors.deallocate()
         scratch.deallocate()
     }
 
@@ -237,6 +254,49 @@ public struct UDPFlows: ~Copyable {
     public func offload(_ index: Int) -> VirtioNetHeader {
         let udpStart = index * UDPFlows.slotSize + UDPFlows.headroom - UDPDatagram.headerLength
         return .udp(udpOffset: udpStart - frameStarts[index])
+    }
+
+    /// How many of the `count` frames from `index` on can go to the guest as one UDP GSO frame
+    /// (`joinRun`): frames of one flow with equal payloads (the last may be shorter), at most
+    /// `maximumSegments` of them and `maximumSegmentedBytes` of payload; 1 when none can join.
+    public func segmentRunLength(from index: Int, count: Int) -> Int {
+        let size = Int(receiveHeaders[index].msg_len)
+        guard size > 0 else { return 1 }
+        var end = index + 1
+        var bytes = size
+        while end < count && end - index < UDPFlows.maximumSegments && frameSlots[end] == frameSlots[index] {
+            let next = Int(receiveHeaders[end].msg_len)
+            guard next > 0, next <= size, bytes + next <= UDPFlows.maximumSegmentedBytes else { break }
+            bytes += next
+            end += 1
+            if next < size { break }
+        }
+        return end - index
+    }
+
+    /// Joins frames `index..<index + length` (a `segmentRunLength`) into one UDP GSO frame: the
+    /// first frame's headers are rewritten for the whole run, `runVectors[1...length]` point at
+    /// that frame and the other payloads; returns its offload header (segment size: the first
+    /// payload). The guest's kernel cuts it back into the same datagrams.
+    public func joinRun(from index: Int, length: Int, ourMAC: MACAddress, guestMAC: MACAddress) -> VirtioNetHeader {
+        var total = 0
+        for frame in index..<(index + length) {
+            let payload = Int(receiveHeaders[frame].msg_len)
+            total += payload
+            runVectors[1 + frame - index] = iovec(
+                iov_base: receivePool + frame * UDPFlows.slotSize + UDPFlows.headroom, iov_len: payload)
+        }
+        let firstLength = frameLengths[index]
+        buildFrame(index, slot: frameSlots[index], ourMAC: ourMAC, guestMAC: guestMAC, payloadLength: total)
+        frameLengths[index] = firstLength
+        runVectors[1] = iovec(iov_base: receivePool + frameStarts[index], iov_len: firstLength)
+        let udpStart = index * UDPFlows.slotSize + UDPFlows.headroom - UDPDatagram.headerLength
+        return .udp(udpOffset: udpStart - frameStarts[index], segmentSize: Int(receiveHeaders[index].msg_len))
+    }
+
+    /// Undoes `joinRun` from frame `index` on: its headers are those of its own datagram again.
+    public func splitRun(at index: Int, ourMAC: MACAddress, guestMAC: MACAddress) {
+        buildFrame(index, slot: frameSlots[index], ourMAC: ourMAC, guestMAC: guestMAC)
     }
 
     // MARK: Guest to host
@@ -477,7 +537,7 @@ public struct UDPFlows: ~Copyable {
         let fd = flows[slot].socket
         guard let received = receive(fd, names: false) else { return nil }
         for index in 0..<received {
-            buildFrame(index, flow: flows[slot], ourMAC: ourMAC, guestMAC: guestMAC)
+            buildFrame(index, slot: slot, ourMAC: ourMAC, guestMAC: guestMAC)
         }
         if received > 0 { flows[slot].lastActivity = now }
         return received
@@ -547,7 +607,7 @@ public struct UDPFlows: ~Copyable {
                     from: receivePool + datagram * UDPFlows.slotSize + UDPFlows.headroom, byteCount: length)
                 receiveHeaders[ready].msg_len = receiveHeaders[datagram].msg_len
             }
-            buildFrame(ready, flow: flows[slot], ourMAC: ourMAC, guestMAC: guestMAC)
+            buildFrame(ready, slot: slot, ourMAC: ourMAC, guestMAC: guestMAC)
             ready += 1
         }
         if spliceCount > 0 { send(spliceCount, on: flows[spliceSlot].spliceSocket, to: SocketAddress(), slot: spliceSlot) }
@@ -613,11 +673,14 @@ public struct UDPFlows: ~Copyable {
         }
     }
 
-    /// Writes the Ethernet, IP and UDP headers in front of received payload `index` for `flow`,
-    /// the UDP checksum partial: computing it here would read every payload byte once more.
-    func buildFrame(_ index: Int, flow: UDPFlow, ourMAC: MACAddress, guestMAC: MACAddress) {
+    /// Writes the Ethernet, IP and UDP headers in front of received payload `index` for the flow in
+    /// `slot`, the UDP checksum partial (computing it here would read every payload byte once
+    /// more), for a payload of `payloadLength` bytes (default: the received one).
+    func buildFrame(_ index: Int, slot: Int, ourMAC: MACAddress, guestMAC: MACAddress, payloadLength: Int? = nil) {
+        let flow = flows[slot]
+        frameSlots[index] = slot
+        let payloadLength = payloadLength ?? Int(receiveHeaders[index].msg_len)
         let slot = receivePool + index * UDPFlows.slotSize
-        let payloadLength = Int(receiveHeaders[index].msg_len)
         let udp = slot + UDPFlows.headroom - UDPDatagram.headerLength
         let datagramLength = UDPDatagram.headerLength + payloadLength
         UDPDatagram.write(to: udp, sourcePort: flow.peerPort, destinationPort: flow.guestPort,

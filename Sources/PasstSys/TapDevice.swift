@@ -131,6 +131,13 @@ public struct TapDevice: ~Copyable, Sendable {
         }
     }
 
+    /// Writes one frame gathered from `count` `vectors` (the virtio-net header first, with
+    /// offloads) with one writev(2): the bytes written, `wouldBlock`, or the errno.
+    @inlinable public func write(vectors: UnsafePointer<iovec>, count: Int) -> SyscallResult<Int> {
+        let raw = descriptor.raw
+        return retryingEINTR { Glibc.writev(raw, vectors, Int32(count)) }
+    }
+
     /// The interface's MAC address (6 bytes; random unless set).
     public func hardwareAddress() -> SyscallResult<[UInt8]> {
         var mac = [UInt8](repeating: 0, count: 6)

@@ -37,6 +37,8 @@ public struct VirtioNetHeader: Equatable, Sendable {
     public static let gsoTCPv4: UInt8 = 1
     /// gso_type: TCP over IPv6, to be cut into `segmentSize` payloads.
     public static let gsoTCPv6: UInt8 = 4
+    /// gso_type: UDP (either IP version), to be cut into datagrams of `segmentSize` payload bytes.
+    public static let gsoUDPL4: UInt8 = 5
     /// Offset of the checksum field in a TCP header.
     public static let tcpChecksumOffset: UInt16 = 16
     /// Offset of the checksum field in a UDP header.
@@ -84,10 +86,14 @@ public struct VirtioNetHeader: Equatable, Sendable {
                                checksumOffset: tcpChecksumOffset)
     }
 
-    /// The header of a UDP frame whose UDP header starts at `udpOffset`, with a partial checksum.
+    /// The header of a UDP frame whose UDP header starts at `udpOffset`, with a partial checksum;
+    /// with a `segmentSize`, a GSO frame of datagrams of that many payload bytes (the last may be
+    /// shorter).
     @inlinable @inline(__always)
-    public static func udp(udpOffset: Int) -> VirtioNetHeader {
-        VirtioNetHeader(flags: needsChecksum, headerLength: UInt16(truncatingIfNeeded: udpOffset &+ 8),
+    public static func udp(udpOffset: Int, segmentSize: Int? = nil) -> VirtioNetHeader {
+        VirtioNetHeader(flags: needsChecksum, gsoType: segmentSize == nil ? gsoNone : gsoUDPL4,
+                        headerLength: UInt16(truncatingIfNeeded: udpOffset &+ 8),
+                        segmentSize: UInt16(truncatingIfNeeded: segmentSize ?? 0),
                         checksumStart: UInt16(truncatingIfNeeded: udpOffset), checksumOffset: udpChecksumOffset)
     }
 

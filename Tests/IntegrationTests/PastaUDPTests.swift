@@ -235,4 +235,66 @@ struct PastaUDPTests {
             bed.stop(pasta)
         }
     }
+
+    @Test("A burst of equal datagrams crosses as UDP GSO both ways and arrives whole, in order", arguments: [
+        ("192.0.2.2", "0.0.0.0", "127.0.0.1", "192.0.2.1"), ("fd00::2", "::", "::1", "fd00::1"),
+    ])
+    func segmentedBursts(hostAddress: String, anyAddress: String, hostLoopback: String, gateway: String) async throws {
+        try await withTestBed { bed in
+            let (target, pasta) = try bed.startPastaAttached(["-u", "7003"])
+            // Host -> namespace: the burst waits in pasta's -u socket, read in one go, one frame.
+            let nsServer = try UDPTestSocket.open(bed, in: target, address: anyAddress, port: 7003)
+            defer { close(nsServer) }
+            let hostClient = try UDPTestSocket.open(bed, in: bed.host, address: anyAddress, port: 0)
+            defer { close(hostClient) }
+            let burst = (0..<30).map { UDPSpliceTest.datagram($0, size: 1400) } + [UDPSpliceTest.datagram(30, size: 600)]
+            let inbound = UDPGROReceiver.burst(burst, from: hostClient, to: hostAddress, port: 7003,
+                                               while: pasta, into: nsServer)
+            #expect(inbound.bytes == Array(burst.joined()), "host -> ns: every byte in order (\(inbound.bytes.count))")
+            #expect(inbound.readSizes.contains { $0 > 1400 }, "host -> ns: a GSO datagram among \(inbound.readSizes)")
+            // Namespace -> host: the burst waits in the tap, read in one pass, one sendmmsg.
+            let hostServer = try UDPTestSocket.open(bed, in: bed.host, address: hostLoopback, port: 7004)
+            defer { close(hostServer) }
+            let nsClient = try UDPTestSocket.open(bed, in: target, address: anyAddress, port: 0)
+            defer { close(nsClient) }
+            let outbound = UDPGROReceiver.burst(burst, from: nsClient, to: gateway, port: 7004,
+                                                while: pasta, into: hostServer)
+            #expect(outbound.bytes == Array(burst.joined()), "ns -> host: every byte in order (\(outbound.bytes.count))")
+            #expect(outbound.readSizes.contains { $0 > 1400 }, "ns -> host: a GSO datagram among \(outbound.readSizes)")
+            bed.stop(pasta)
+        }
+    }
+}
+
+/// Receiving with UDP_GRO on: the kernel hands over a UDP GSO datagram whole (neither loopback
+/// nor pasta's tap coalesces datagrams sent one by one).
+enum UDPGROReceiver {
+    /// Turns UDP_GRO on for `receiver`, sends `burst` from `sender` to `address`:`port` while
+    /// `pasta` is stopped (so that pasta finds it all queued), lets pasta go on and reads what
+    /// arrives until 1 s passes without any; a first one-byte datagram goes ahead alone, until
+    /// one arrives, and is not returned. Returns the bytes received in order and the size of
+    /// each read.
+    static func burst(_ burst: [[UInt8]], from sender: Int32, to address: String, port: UInt16,
+                      while pasta: BackgroundProcess, into receiver: Int32) -> (bytes: [UInt8], readSizes: [Int]) {
+        var on: Int32 = 1
+        setsockopt(receiver, 17, 104, &on, socklen_t(MemoryLayout<Int32>.size))   // SOL_UDP, UDP_GRO
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        for _ in 0..<5 {   // until one datagram gets through (addresses settled, flow made)
+            _ = UDPTestSocket.withAddress(address, port: port) { sendto(sender, [0], 1, 0, $0, $1) }
+            if recv(receiver, &buffer, buffer.count, 0) == 1 { break }
+        }
+        kill(pasta.pid, SIGSTOP)
+        for datagram in burst {
+            _ = UDPTestSocket.withAddress(address, port: port) { sendto(sender, datagram, datagram.count, 0, $0, $1) }
+        }
+        kill(pasta.pid, SIGCONT)
+        var bytes: [UInt8] = [], sizes: [Int] = []
+        while true {   // until the 1 s receive timeout
+            let count = recv(receiver, &buffer, buffer.count, 0)
+            guard count > 0 else { break }
+            bytes += buffer[..<count]
+            sizes.append(count)
+        }
+        return (bytes, sizes)
+    }
 }

@@ -4,7 +4,8 @@
 // the guest targeted; a full flow table drops new flows only; idle flows expire after 180 s; an
 // ICMP error from the host side is drained and the flow keeps working; a run of equal-length
 // datagrams leaves as one UDP GSO send and arrives as the same datagrams, and a socket that
-// refuses GSO, or reports an ICMP error in place of the run, gets them one by one.
+// refuses GSO, or reports an ICMP error in place of the run, gets them one by one; replies of
+// equal length join into one UDP GSO frame towards the guest.
 import Foundation
 import Testing
 import PasstFlow
@@ -185,6 +186,64 @@ struct UDPFlowTests {
             #expect(coalesced.contains { $0.segmentSize == 1400 && $0.payload.count > 1400 })
             let bytesMatch = Array(coalesced.map(\.payload).joined()) == Array(UDPFlowTests.run.joined())
             #expect(bytesMatch, "every byte, in order")
+        }
+    }
+
+    @Test("Replies of equal length join into one UDP GSO frame for the guest; split, each is whole again")
+    func joinedReplies() throws {
+        try UDPFlowTests.withFlows { flows, table in
+            let (server, serverPort) = try UDPFlowTests.runServer()
+            defer { close(server) }
+            let first = UDPFlowTests.send(&flows, table: &table, from: 40013, to: serverPort, payload: [1], now: 1)
+            guard case .newFlow(let slot, let fd) = first else {
+                Issue.record("no new flow: \(first)")
+                return
+            }
+            // Replies of 1400, 1400, 1000, 1400, 1400 and 300 bytes: runs of 3 (a shorter one ends
+            // a run) and of 3.
+            let sizes = [1400, 1400, 1000, 1400, 1400, 300]
+            try #require(waitReadable(server))
+            var peer = sockaddr_in()
+            var peerLength = socklen_t(MemoryLayout<sockaddr_in>.size)
+            var scratch = [UInt8](repeating: 0, count: 16)
+            _ = withUnsafeMutablePointer(to: &peer) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { recvfrom(server, &scratch, 16, 0, $0, &peerLength) }
+            }
+            for (index, size) in sizes.enumerated() {
+                let payload = [UInt8](repeating: UInt8(index), count: size)
+                _ = withUnsafeMutablePointer(to: &peer) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(server, payload, size, 0, $0, peerLength) }
+                }
+            }
+            try #require(waitReadable(fd))
+            let replies = flows.receiveReplies(slot: slot, now: 2, ourMAC: ourMAC, guestMAC: guestMAC)
+            let count = try #require(replies)
+            try #require(count == sizes.count)
+            let runs = [0, 3, 5].map { flows.segmentRunLength(from: $0, count: count) }
+            #expect(runs == [3, 3, 1])
+            let single = Array(flows.frame(3))
+
+            let offload = flows.joinRun(from: 3, length: 3, ourMAC: ourMAC, guestMAC: guestMAC)
+            #expect(offload.gsoType == VirtioNetHeader.gsoUDPL4 && offload.segmentSize == 1400)
+            #expect(offload.hasPartialChecksum && offload.checksumStart == 34 && offload.checksumOffset == 6)
+            #expect(offload.headerLength == 42)
+            let vectors = flows.runVectors
+            let lengths = (1...3).map { vectors[$0].iov_len }
+            #expect(lengths == [42 + 1400, 1400, 300])
+            let frame = flows.frame(3)
+            #expect(frame.count == 42 + 1400, "the first frame keeps its own length")
+            let joined = UnsafeRawPointer(frame.baseAddress!)
+            #expect(joined.be16(14 + 2) == 20 + 8 + 3100, "IPv4 total length of the run")
+            #expect(joined.be16(34 + 4) == 8 + 3100, "UDP length of the run")
+            #expect(joined.be16(34 + 6) == Checksum.fold(Checksum.pseudoHeader(
+                source: UDPFlowTests.gateway, destination: UDPFlowTests.guest, protocol: IPProtocol.udp,
+                length: 8 + 3100)), "partial checksum for the run's length")
+            let ip = try #require(IPv4Packet(joined + 14, count: 20 + 8 + 3100))
+            #expect(ip.isChecksumValid)
+
+            flows.splitRun(at: 3, ourMAC: ourMAC, guestMAC: guestMAC)
+            let split = Array(flows.frame(3))
+            #expect(split == single, "split: the frame of its own datagram again")
         }
     }
 
