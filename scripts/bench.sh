@@ -9,10 +9,12 @@
 #            --impl ours=pasta:BINARY --impl upstream=pasta:UPSTREAM --impl slirp4netns --impl veth
 #            --duration 3 --reps 3 (both MTUs, every test), once with --cc bbr and once with
 #            --cc cubic, then --tests udp_n2h --udp-len 65000 for the large-datagram UDP figure,
-#            then ours and upstream alone with --reps 7 --tests tcp_rr,tcp_crr,tcp_h2n_lo,tcp_n2h_splice,udp_n2h
-#            and with --reps 7 --tests udp_n2h --udp-len 65000 (the figures that vary most from run
-#            to run: three busy processes share two cores, and where each lands decides them).
-#            Prints nsbench's own tables and a README-style summary with ours/upstream ratios.
+#            then ours and upstream alone with --reps 7 --tests tcp_h2n_lo,tcp_n2h_splice,udp_n2h
+#            and with --reps 7 --tests udp_n2h --udp-len 65000, then --reps 15 --tests tcp_rr,tcp_crr
+#            (the figures that vary most from run to run: three busy processes share two cores, and
+#            where each lands decides them). Prints nsbench's own tables and a README-style summary
+#            with ours/upstream ratios; for the 7- and 15-run parts also each ratio's 95 % bootstrap
+#            interval and in how many repetitions ours was ahead.
 #   rss      peak RSS (VmHWM) of the translator while --conns (1000) TCP connections from the
 #            namespace to a server on the host's loopback, through the tap (to the gateway address
 #            192.0.2.1, which pasta maps to 127.0.0.1), are held open at once; also the RSS grown
@@ -117,16 +119,17 @@ if has nsbench; then
               "udp65000|--tests udp_n2h --udp-len 65000")
     else
         common=(--duration 3 --reps 3)
-        # The last two runs repeat the noisiest figures (CPU placement decides them) 7 times, ours and
-        # upstream only; their later --reps overrides the common one.
+        # The last three runs repeat the noisiest figures (CPU placement decides them) 7 and 15
+        # times, ours and upstream only; their later --reps overrides the common one.
         runs=("bbr|--cc bbr" "cubic|--cc cubic" "udp65000|--tests udp_n2h --udp-len 65000"
-              "seven|--reps 7 --tests tcp_rr,tcp_crr,tcp_h2n_lo,tcp_n2h_splice,udp_n2h"
-              "seven65000|--reps 7 --tests udp_n2h --udp-len 65000")
+              "seven|--reps 7 --tests tcp_h2n_lo,tcp_n2h_splice,udp_n2h"
+              "seven65000|--reps 7 --tests udp_n2h --udp-len 65000"
+              "fifteen|--reps 15 --tests tcp_rr,tcp_crr")
     fi
     for run in "${runs[@]}"; do
         name=${run%%|*}; read -r -a extra <<< "${run#*|}"
         run_impls=("${impls[@]}")
-        case $name in seven*) run_impls=("${impls[@]:0:4}") ;; esac
+        case $name in seven*|fifteen) run_impls=("${impls[@]:0:4}") ;; esac
         log "nsbench ($name): $nsbench ${run_impls[*]} ${common[*]} ${extra[*]}"
         # In the background and waited for, so that a signal reaches it (it cleans up after itself).
         "$nsbench" "${run_impls[@]}" "${common[@]}" "${extra[@]}" --out "$out_dir/nsbench-$name.json" \
@@ -139,7 +142,7 @@ if has nsbench; then
     done
     # A README-style summary: one row per figure and MTU, ours/upstream and ours/veth ratios.
     python3 - "$out_dir" << 'PY' | tee -a "$out_dir/summary.md"
-import json, os, sys
+import json, os, random, statistics, sys
 d = sys.argv[1]
 rows = [  # figure, test, metric, format
     ("TCP ns -> host via tap, Gbit/s", "tcp_n2h", "gbps", "{:.2f}"),
@@ -157,7 +160,7 @@ rows = [  # figure, test, metric, format
     ("peak RSS, kB", "final", "translator_vmhwm_kb", "{:.0f}"),
     ("start-up, ms", "setup", "startup_ms", "{:.0f}"),
 ]
-for name in ("bbr", "cubic", "udp65000", "seven", "seven65000"):
+for name in ("bbr", "cubic", "udp65000", "seven", "seven65000", "fifteen"):
     p = os.path.join(d, f"nsbench-{name}.json")
     if not os.path.exists(p):
         continue
@@ -188,6 +191,33 @@ for name in ("bbr", "cubic", "udp65000", "seven", "seven65000"):
     bad = [f"{r['impl']} mtu {r['mtu']} {r['test']}: {r['status']}" for r in j["results"] if r["status"] in ("fail", "partial")]
     if bad:
         print("\nFailures: " + "; ".join(bad))
+    print()
+    if j["params"]["reps"] < 7:
+        continue
+    # How far the ratio can be trusted: repetitions alternate ours and upstream, so each is a pair.
+    raw = [json.loads(line) for line in open(os.path.join(d, f"nsbench-{name}-raw", "raw.jsonl"))]
+    rng = random.Random(1)
+    print(f"Spread, nsbench {name}: ours/upstream as the ratio of medians, its 95 % bootstrap interval "
+          "(resampling the repetitions), and in how many repetitions ours was ahead\n")
+    print("| figure | MTU | ours/upstream | 95 % interval | ours ahead |")
+    print("|---|---|---|---|---|")
+    for fig, test, key, f in rows:
+        if key not in ("gbps", "mean_us", "ops_per_s"):
+            continue
+        for mtu in mtus:
+            runs = {impl: {r["rep"]: r["metrics"][key] for r in raw if r["impl"] == impl and r["mtu"] == mtu
+                           and r["test"] == test and r["status"] == "ok" and r["metrics"].get(key) is not None}
+                    for impl in ("ours", "upstream")}
+            reps = sorted(set(runs["ours"]) & set(runs["upstream"]))
+            if len(reps) < 3:
+                continue
+            o, u = [runs["ours"][i] for i in reps], [runs["upstream"][i] for i in reps]
+            boot = sorted(statistics.median(rng.choices(o, k=len(o))) / statistics.median(rng.choices(u, k=len(u)))
+                          for _ in range(2000))
+            better = (lambda a, b: a < b) if key == "mean_us" else (lambda a, b: a > b)
+            ahead = sum(better(a, b) for a, b in zip(o, u))
+            print(f"| {fig.format(udp=j['params']['udp_len'])} | {mtu} | {statistics.median(o) / statistics.median(u):.2f} | "
+                  f"{boot[50]:.2f}-{boot[1949]:.2f} | {ahead} of {len(reps)} |")
     print()
 PY
 fi

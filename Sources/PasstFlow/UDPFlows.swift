@@ -260,18 +260,27 @@ public struct UDPFlows: ~Copyable {
     /// (`joinRun`): frames of one flow with equal payloads (the last may be shorter), at most
     /// `maximumSegments` of them and `maximumSegmentedBytes` of payload; 1 when none can join.
     public func segmentRunLength(from index: Int, count: Int) -> Int {
-        let size = Int(receiveHeaders[index].msg_len)
-        guard size > 0 else { return 1 }
-        var end = index + 1
-        var bytes = size
-        while end < count && end - index < UDPFlows.maximumSegments && frameSlots[end] == frameSlots[index] {
-            let next = Int(receiveHeaders[end].msg_len)
-            guard next > 0, next <= size, bytes + next <= UDPFlows.maximumSegmentedBytes else { break }
+        UDPFlows.runLength(from: index, count: count, size: { Int(receiveHeaders[$0].msg_len) },
+                           joins: { frameSlots[$0] == frameSlots[index] })
+    }
+
+    /// The length of the run of datagrams from `start` (of `count`) that one UDP GSO datagram
+    /// can carry: payloads `size(i)` equal to the first, the last possibly shorter, none empty,
+    /// each one that `joins`, at most `maximumSegments` datagrams and `maximumSegmentedBytes`.
+    @inline(__always)
+    static func runLength(from start: Int, count: Int, size: (Int) -> Int, joins: (Int) -> Bool) -> Int {
+        let first = size(start)
+        guard first > 0 else { return 1 }
+        var end = start + 1
+        var bytes = first
+        while end < count && end - start < maximumSegments && joins(end) {
+            let next = size(end)
+            guard next > 0, next <= first, bytes + next <= maximumSegmentedBytes else { break }
             bytes += next
             end += 1
-            if next < size { break }
+            if next < first { break }
         }
-        return end - index
+        return end - start
     }
 
     /// Joins frames `index..<index + length` (a `segmentRunLength`) into one UDP GSO frame: the
@@ -294,7 +303,7 @@ public struct UDPFlows: ~Copyable {
         return .udp(udpOffset: udpStart - frameStarts[index], segmentSize: Int(receiveHeaders[index].msg_len))
     }
 
-    /// Undoes `joinRun` from frame `index` on: its headers are those of its own datagram again.
+    /// Undoes the `joinRun` of the run at frame `index`: that frame's headers are its own again.
     public func splitRun(at index: Int, ourMAC: MACAddress, guestMAC: MACAddress) {
         buildFrame(index, slot: frameSlots[index], ourMAC: ourMAC, guestMAC: guestMAC)
     }
@@ -387,17 +396,10 @@ public struct UDPFlows: ~Copyable {
         var start = 0
         while start < count {
             let size = sendVectors[start].iov_len
-            var end = start + 1
-            if segmenting && size > 0 {
-                var bytes = size
-                while end < count && end - start < UDPFlows.maximumSegments {
-                    let next = sendVectors[end].iov_len
-                    guard next > 0, next <= size, bytes + next <= UDPFlows.maximumSegmentedBytes else { break }
-                    bytes += next
-                    end += 1
-                    if next < size { break }
-                }
-            }
+            let run = segmenting
+                ? UDPFlows.runLength(from: start, count: count, size: { sendVectors[$0].iov_len }, joins: { _ in true })
+                : 1
+            let end = start + run
             sendHeaders[headers] = shim_mmsghdr()
             sendHeaders[headers].msg_hdr.msg_iov = sendVectors + start
             sendHeaders[headers].msg_hdr.msg_iovlen = end - start
