@@ -372,9 +372,7 @@ public struct UDPFlows: ~Copyable {
                     Log.debug("UDP: segmentation offload refused (\(SyscallError(code))): sending one by one")
                     flows[slot].segmentationRefused = true
                 } else {
-                    Log.debug("UDP: send failed: \(SyscallError(code))")
-                    drainErrorQueue(fd)
-                    guard UDPFlows.isTransientError(code) else { return }
+                    guard sendFailed(code, on: fd) else { return }
                     if !segmented {
                         sent += 1
                         continue
@@ -431,12 +429,18 @@ public struct UDPFlows: ~Copyable {
             case .success: break
             case .wouldBlock: return false
             case .failure(let code):
-                Log.debug("UDP: send failed: \(SyscallError(code))")
-                drainErrorQueue(fd)
-                guard UDPFlows.isTransientError(code) else { return false }
+                guard sendFailed(code, on: fd) else { return false }
             }
         }
         return true
+    }
+
+    /// Logs send failure `code` on `fd` and drains the socket's error queue; returns whether the
+    /// failure is transient (an ICMP error or a momentary condition), so that sending may go on.
+    func sendFailed(_ code: Int32, on fd: Int32) -> Bool {
+        Log.debug("UDP: send failed: \(SyscallError(code))")
+        drainErrorQueue(fd)
+        return UDPFlows.isTransientError(code)
     }
 
     /// Whether `code` reports an ICMP error or a momentary condition rather than a broken socket.
