@@ -92,15 +92,21 @@ struct Footprint: CustomStringConvertible {
         return last
     }
 
-    /// Waits up to `timeout` s for `pid`'s descriptors to fall to `baseline`; returns the footprint then.
-    static func awaitBaseline(_ pid: pid_t, _ baseline: Footprint, within timeout: Double) -> Footprint {
+    /// Reads `pid`'s footprint every 100 ms until `done` holds for it, for up to `timeout` s;
+    /// returns the last one read.
+    static func poll(_ pid: pid_t, within timeout: Double, until done: (Footprint) -> Bool) -> Footprint {
         var now = of(pid)
         let deadline = Date().addingTimeInterval(timeout)
-        while now.descriptors > baseline.descriptors && Date() < deadline {
+        while !done(now) && Date() < deadline {
             usleep(100_000)
             now = of(pid)
         }
         return now
+    }
+
+    /// Waits up to `timeout` s for `pid`'s descriptors to fall to `baseline`; returns the footprint then.
+    static func awaitBaseline(_ pid: pid_t, _ baseline: Footprint, within timeout: Double) -> Footprint {
+        poll(pid, within: timeout) { $0.descriptors <= baseline.descriptors }
     }
 
     /// Whether this footprint is back to `baseline`: the same descriptors, RSS within the allowance.
@@ -510,7 +516,9 @@ struct FaultTests {
                 for _ in 0..<count {
                     clients.append(try TCPTestSocket.connect(bed, in: clientIn, to: address, port: port))
                 }
-                let peak = Footprint.of(pasta.pid)
+                // A host client's connect returns once the kernel queued it for pasta's accept, which
+                // may come a little later: wait (5 s at most) until pasta holds them all.
+                let peak = Footprint.poll(pasta.pid, within: 5) { $0.descriptors >= baseline.descriptors + count }
                 let good = ManyConnections.run(clients)
                 let answered = served()
                 clients.forEach { close($0) }
