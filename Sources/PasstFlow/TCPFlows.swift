@@ -9,7 +9,9 @@
 // destination translated by ForwardingRules. The SYN-ACK goes to the guest only once the
 // connect completes (EPOLLOUT and SO_ERROR 0), with our MSS (MTU - 40/60, page-rounded) and
 // window scale; a failed connect is a RST (with ACK, so the guest's connect sees "refused").
-// The guest's ACK establishes it. A connection accepted on a -t listener (TCPListeners.swift)
+// The guest's ACK establishes it. Any other segment for an unknown pair is answered with a
+// RST (RFC 9293 3.10.7.1; a RST never), so a guest whose connection was closed while our RST to
+// it was lost learns it at its next retransmission. A connection accepted on a -t listener (TCPListeners.swift)
 // becomes our SYN to the guest, with the source rewritten per §3.3 and the port offset applied;
 // the guest's SYN-ACK establishes it.
 // The initial sequence numbers follow RFC 6528: SipHash of the four-tuple under a secret, plus
@@ -93,6 +95,24 @@ extension TCPTap where Self: ~Copyable {
         offload.completeChecksum(frame.baseAddress!, count: frame.count)
         send(UnsafeRawBufferPointer(frame))
     }
+}
+
+/// The addressing and header fields of one TCP frame towards the guest.
+struct TCPFrameHeader {
+    var isIPv6: Bool
+    /// The far end the guest talks to (source of the frame; v4-mapped for IPv4).
+    var ourAddress: IPv6Address
+    var ourPort: UInt16
+    var guestAddress: IPv6Address
+    var guestPort: UInt16
+    var sequence: UInt32
+    var acknowledgment: UInt32
+    var flags: TCPFlags
+    var window: UInt16
+    /// MSS and window scale options (SYNs only).
+    var mss: UInt16?
+    var windowScale: UInt8?
+    var flowLabel: UInt32
 }
 
 /// The TCP connections of the tap path, their sockets, timers and frame buffers.
@@ -296,6 +316,8 @@ public struct TCPFlows: ~Copyable {
             let flags = segment.flags
             if flags.contains(.syn) && flags.isDisjoint(with: .ackRstFin) {
                 openOutbound(isIPv6: isIPv6, key: key, segment: segment, now: now, table: &table, tap: &tap)
+            } else {
+                resetStray(isIPv6: isIPv6, source: source, destination: destination, segment: segment, tap: &tap)
             }
             return
         }
@@ -978,25 +1000,38 @@ public struct TCPFlows: ~Copyable {
     ) {
         let c = connections[slot]
         let isSyn = flags.contains(.syn)
-        let mss: UInt16? = isSyn ? TCPWindow.ourMSS(mtu: mtu, isIPv6: c.isIPv6) : nil
-        let scale: UInt8? = isSyn && c.windowScaling ? c.wsToTap : nil
-        let headerLength = TCPSegment.headerLength(mss: mss, windowScale: scale)
+        let header = TCPFrameHeader(
+            isIPv6: c.isIPv6, ourAddress: c.peerAddress, ourPort: c.peerPort, guestAddress: c.guestAddress,
+            guestPort: c.guestPort, sequence: sequence, acknowledgment: flags.contains(.ack) ? c.seqAckToTap : 0,
+            flags: flags, window: windowField(slot), mss: isSyn ? TCPWindow.ourMSS(mtu: mtu, isIPv6: c.isIPv6) : nil,
+            windowScale: isSyn && c.windowScaling ? c.wsToTap : nil, flowLabel: UInt32(bitPattern: c.socket) & 0xf_ffff)
+        TCPFlows.send(header, payload: payload, length: length, segmentSize: segmentSize, tap: &tap)
+    }
+
+    /// Writes `header`'s Ethernet, IP and TCP headers in front of the `length` bytes at `payload`
+    /// and sends the frame (the room in front is at least `headroom`).
+    @inline(__always)
+    static func send<Tap: TCPTap & ~Copyable>(
+        _ header: TCPFrameHeader, payload: UnsafeMutableRawPointer, length: Int, segmentSize: Int, tap: inout Tap
+    ) {
+        let headerLength = TCPSegment.headerLength(mss: header.mss, windowScale: header.windowScale)
         let tcp = payload - headerLength
-        TCPSegment.write(to: tcp, sourcePort: c.peerPort, destinationPort: c.guestPort, sequenceNumber: sequence,
-                         acknowledgmentNumber: flags.contains(.ack) ? c.seqAckToTap : 0, flags: flags,
-                         window: windowField(slot), mss: mss, windowScale: scale)
+        TCPSegment.write(to: tcp, sourcePort: header.ourPort, destinationPort: header.guestPort,
+                         sequenceNumber: header.sequence, acknowledgmentNumber: header.acknowledgment,
+                         flags: header.flags, window: header.window, mss: header.mss, windowScale: header.windowScale)
         let segmentLength = headerLength + length
         let frame: UnsafeMutableRawPointer
-        if c.isIPv6 {
-            TCPSegment.fillPartialChecksum(tcp, count: segmentLength, source: c.peerAddress, destination: c.guestAddress)
+        if header.isIPv6 {
+            TCPSegment.fillPartialChecksum(tcp, count: segmentLength, source: header.ourAddress,
+                                           destination: header.guestAddress)
             let ip = tcp - IPv6Packet.headerLength
-            IPv6Packet.write(to: ip, source: c.peerAddress, destination: c.guestAddress, nextHeader: IPProtocol.tcp,
-                             payloadLength: segmentLength, flowLabel: UInt32(bitPattern: c.socket) & 0xf_ffff)
+            IPv6Packet.write(to: ip, source: header.ourAddress, destination: header.guestAddress,
+                             nextHeader: IPProtocol.tcp, payloadLength: segmentLength, flowLabel: header.flowLabel)
             frame = ip - EthernetFrame.headerLength
             EthernetFrame.write(to: frame, destination: tap.guestMAC, source: tap.ourMAC, etherType: EtherType.ipv6)
         } else {
-            let source = c.peerAddress.v4Mapped ?? .any
-            let destination = c.guestAddress.v4Mapped ?? .any
+            let source = header.ourAddress.v4Mapped ?? .any
+            let destination = header.guestAddress.v4Mapped ?? .any
             TCPSegment.fillPartialChecksum(tcp, count: segmentLength, source: source, destination: destination)
             let ip = tcp - IPv4Packet.minimumHeaderLength
             IPv4Packet.write(to: ip, source: source, destination: destination, protocol: IPProtocol.tcp,
@@ -1005,8 +1040,29 @@ public struct TCPFlows: ~Copyable {
             EthernetFrame.write(to: frame, destination: tap.guestMAC, source: tap.ourMAC, etherType: EtherType.ipv4)
         }
         let offload = VirtioNetHeader.tcp(tcpOffset: tcp - frame, tcpHeaderLength: headerLength, payload: length,
-                                          segmentSize: segmentSize, isIPv6: c.isIPv6)
+                                          segmentSize: segmentSize, isIPv6: header.isIPv6)
         tap.send(UnsafeMutableRawBufferPointer(start: frame, count: payload + length - frame), offload: offload)
+    }
+
+    /// Answers a guest segment that belongs to no connection with a RST (RFC 9293 3.10.7.1, as
+    /// current upstream does): one that acknowledges something gets a RST at that sequence, which
+    /// the guest's stack takes as exactly in order; one without ACK gets RST and ACK of all it
+    /// occupied. A RST is never answered. So a guest whose connection we closed (our RST lost on
+    /// a congested tap, or a restarted pasta) learns it at its next retransmission.
+    func resetStray<Tap: TCPTap & ~Copyable>(
+        isIPv6: Bool, source: IPv6Address, destination: IPv6Address, segment: TCPSegment, tap: inout Tap
+    ) {
+        let flags = segment.flags
+        guard !flags.contains(.rst) else { return }
+        let occupied = UInt32(truncatingIfNeeded: segment.payloadCount)
+            &+ (flags.contains(.syn) ? 1 : 0) &+ (flags.contains(.fin) ? 1 : 0)
+        let acknowledges = flags.contains(.ack)
+        let header = TCPFrameHeader(
+            isIPv6: isIPv6, ourAddress: destination, ourPort: segment.destinationPort, guestAddress: source,
+            guestPort: segment.sourcePort, sequence: acknowledges ? segment.acknowledgmentNumber : 0,
+            acknowledgment: acknowledges ? 0 : segment.sequenceNumber &+ occupied,
+            flags: acknowledges ? .rst : .rstAck, window: 0, mss: nil, windowScale: nil, flowLabel: 0)
+        TCPFlows.send(header, payload: control + TCPFlows.headroom, length: 0, segmentSize: Int.max, tap: &tap)
     }
 
     // MARK: Timers

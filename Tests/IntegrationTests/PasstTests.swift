@@ -10,6 +10,7 @@
 import Foundation
 import Testing
 import PasstSys
+import PasstWire
 
 /// Accepts one connection on `listener` within 10 s and returns the peer's address text.
 func acceptedPeer(_ listener: Int32) -> String? {
@@ -319,6 +320,26 @@ struct PasstSocketTests {
         }
     }
 
+    @Test("A TCP segment for no connection is answered with RST (at its ACK, or RST+ACK past it); a RST is not",
+          arguments: [false, true])
+    func strayTCPSegmentsReset(isIPv6: Bool) async throws {
+        try await withTestBed { bed in
+            let (socketPath, passt) = try bed.startPasst([])
+            let client = try StreamClient(path: socketPath)
+            try #require(client.arpExchange(), "\(passt.stderr())")
+            client.send(frame: StrayTCP.frame(isIPv6: isIPv6, seq: 1000, ack: 5000, flags: [.ack, .psh], payload: [1, 2, 3]))
+            let acknowledged = client.readFrame().flatMap { StrayTCP.reply($0, isIPv6: isIPv6) }
+            #expect(acknowledged?.flags == .rst && acknowledged?.seq == 5000, "\(String(describing: acknowledged))")
+            client.send(frame: StrayTCP.frame(isIPv6: isIPv6, seq: 7000, ack: 0, flags: .fin, payload: [4, 5]))
+            let unacknowledged = client.readFrame().flatMap { StrayTCP.reply($0, isIPv6: isIPv6) }
+            #expect(unacknowledged?.flags == .rstAck && unacknowledged?.ack == 7003, "\(String(describing: unacknowledged))")
+            // A RST gets no answer: the ARP reply sent after it is the next frame.
+            client.send(frame: StrayTCP.frame(isIPv6: isIPv6, seq: 9000, ack: 0, flags: .rst, payload: []))
+            #expect(client.arpExchange(), "a reply to the RST came first")
+            #expect(bed.stop(passt) == 0, "\(passt.stderr())")
+        }
+    }
+
     @Test("-1: passt exits 0 when its client leaves")
     func oneOff() async throws {
         try await withTestBed { bed in
@@ -440,5 +461,62 @@ struct PasstSocketTests {
             #expect(waitUntil(5) { kill(pid, 0) != 0 }, "--one-off daemon still running after its client left")
             if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
         }
+    }
+}
+
+/// Hand-made TCP frames from the relay's guest (192.0.2.2 / fd00::2 port 40000) to the gateway's
+/// port 7999, where nothing is connected, and the reading of passt's answers.
+enum StrayTCP {
+    static let guest4 = IPv4Address(192, 0, 2, 2), gateway4 = IPv4Address(192, 0, 2, 1)
+    static let guest6 = IPv6Address("fd00::2")!, gateway6 = IPv6Address("fd00::1")!
+    static let guestPort: UInt16 = 40000, gatewayPort: UInt16 = 7999
+
+    /// An Ethernet frame with a TCP segment of `flags` and `payload`, checksums filled.
+    static func frame(isIPv6: Bool, seq: UInt32, ack: UInt32, flags: TCPFlags, payload: [UInt8]) -> [UInt8] {
+        let ipLength = isIPv6 ? IPv6Packet.headerLength : IPv4Packet.minimumHeaderLength
+        let segmentLength = TCPSegment.minimumHeaderLength + payload.count
+        var bytes = [UInt8](repeating: 0, count: EthernetFrame.headerLength + ipLength + segmentLength)
+        bytes.withUnsafeMutableBytes { buffer in
+            let frame = buffer.baseAddress!, ip = frame + EthernetFrame.headerLength, tcp = ip + ipLength
+            EthernetFrame.write(to: frame, destination: MACAddress(0x9a, 0x55, 0x9a, 0x55, 0x9a, 0x55),
+                                source: MACAddress(0x02, 0, 0, 0, 0, 0x01),
+                                etherType: isIPv6 ? EtherType.ipv6 : EtherType.ipv4)
+            TCPSegment.write(to: tcp, sourcePort: guestPort, destinationPort: gatewayPort, sequenceNumber: seq,
+                             acknowledgmentNumber: ack, flags: flags, window: 65535, mss: nil, windowScale: nil)
+            payload.withUnsafeBytes { (tcp + TCPSegment.minimumHeaderLength).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            if isIPv6 {
+                IPv6Packet.write(to: ip, source: guest6, destination: gateway6, nextHeader: IPProtocol.tcp,
+                                 payloadLength: segmentLength)
+                TCPSegment.fillChecksum(tcp, count: segmentLength, source: guest6, destination: gateway6)
+            } else {
+                IPv4Packet.write(to: ip, source: guest4, destination: gateway4, protocol: IPProtocol.tcp,
+                                 payloadLength: segmentLength)
+                TCPSegment.fillChecksum(tcp, count: segmentLength, source: guest4, destination: gateway4)
+            }
+        }
+        return bytes
+    }
+
+    /// The flags, sequence and acknowledgment numbers of `frame` if it is a TCP segment from the
+    /// gateway's port to the guest's with a valid checksum and no payload; nil otherwise.
+    static func reply(_ frame: [UInt8], isIPv6: Bool) -> (flags: TCPFlags, seq: UInt32, ack: UInt32)? {
+        EthernetFrame.parse(frame) { ethernet -> (flags: TCPFlags, seq: UInt32, ack: UInt32)? in
+            func fields(_ tcp: TCPSegment, valid: Bool) -> (flags: TCPFlags, seq: UInt32, ack: UInt32)? {
+                guard valid, tcp.sourcePort == gatewayPort, tcp.destinationPort == guestPort, tcp.payloadCount == 0
+                else { return nil }
+                return (tcp.flags, tcp.sequenceNumber, tcp.acknowledgmentNumber)
+            }
+            if isIPv6 {
+                guard ethernet.etherType == EtherType.ipv6,
+                      let ip = IPv6Packet(ethernet.payload, count: ethernet.payloadCount), ip.nextHeader == IPProtocol.tcp,
+                      ip.source == gateway6, ip.destination == guest6,
+                      let tcp = TCPSegment(ip.payload, count: ip.payloadCount) else { return nil }
+                return fields(tcp, valid: tcp.isChecksumValid(source: gateway6, destination: guest6))
+            }
+            guard ethernet.etherType == EtherType.ipv4, let ip = IPv4Packet(ethernet.payload, count: ethernet.payloadCount),
+                  ip.protocol == IPProtocol.tcp, ip.source == gateway4, ip.destination == guest4,
+                  let tcp = TCPSegment(ip.payload, count: ip.payloadCount) else { return nil }
+            return fields(tcp, valid: tcp.isChecksumValid(source: gateway4, destination: guest4))
+        } ?? nil
     }
 }

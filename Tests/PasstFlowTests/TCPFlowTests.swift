@@ -1,9 +1,10 @@
 // TCP flows with a fake tap (frames in memory), real loopback sockets in a private network
 // namespace, and a caller-supplied clock: the test plays the guest, building segments and reading
 // the frames the engine sends, and drives the engine's epoll instance itself. Covered: both
-// handshakes, a refused connect, data both ways with content checked, a guest window of 0 then
-// reopened, a lost segment recovered by a duplicate ACK and by the ACK timeout, the retry limit,
-// guest FIN first and host FIN first, RST from either side, the handshake timeout.
+// handshakes, a refused connect, RSTs for segments of unknown flows, data both ways with content
+// checked, a guest window of 0 then reopened, a lost segment recovered by a duplicate ACK and by
+// the ACK timeout, the retry limit, guest FIN first and host FIN first, RST from either side, the
+// handshake timeout.
 import Foundation
 import Testing
 import PasstFlow
@@ -425,7 +426,7 @@ struct TCPFlowTests {
         }
     }
 
-    @Test("Refused connect becomes RST with ACK; segments for unknown flows are ignored")
+    @Test("Refused connect becomes RST with ACK; segments for unknown flows get a RST, a RST none")
     func refused() throws {
         try inPrivateNetworkNamespace {
             var rig = TCPRig()
@@ -436,9 +437,17 @@ struct TCPFlowTests {
             try #require(reply.count == 1)
             #expect(reply[0].flags == [.rst, .ack] && reply[0].ack == 5001)
             do { let open = rig.flows.count, keys = rig.table.count; #expect(open == 0 && keys == 0) }
-            rig.send(from: 40011, to: closedPort, seq: 1, ack: 1, flags: .ack, payload: [1])
+            rig.send(from: 40011, to: closedPort, seq: 1, ack: 77, flags: .ack, payload: [1])
+            let atAck = rig.receive()
+            #expect(atAck.count == 1 && atAck.first?.flags == .rst && atAck.first?.seq == 77)
+            #expect(atAck.first?.sourcePort == closedPort && atAck.first?.destinationPort == 40011)
+            rig.send(from: 40012, to: closedPort, seq: 300, flags: [.syn, .fin], payload: [1, 2])
+            let pastIt = rig.receive()
+            #expect(pastIt.count == 1 && pastIt.first?.flags == .rstAck && pastIt.first?.ack == 304)
+            rig.send(from: 40013, to: closedPort, seq: 9, ack: 9, flags: .rstAck)
             rig.pump(milliseconds: 20)
             #expect(rig.tap.frames.isEmpty)
+            do { let open = rig.flows.count, keys = rig.table.count; #expect(open == 0 && keys == 0) }
         }
     }
 
