@@ -1047,13 +1047,15 @@ public struct TCPFlows: ~Copyable {
     /// Answers a guest segment that belongs to no connection with a RST (RFC 9293 3.10.7.1, as
     /// current upstream does): one that acknowledges something gets a RST at that sequence, which
     /// the guest's stack takes as exactly in order; one without ACK gets RST and ACK of all it
-    /// occupied. A RST is never answered. So a guest whose connection we closed (our RST lost on
-    /// a congested tap, or a restarted pasta) learns it at its next retransmission.
+    /// occupied. A RST is never answered, nor a segment to or from port 0 or an address that is
+    /// not unicast. So a guest whose connection we closed (our RST lost on a congested tap, or a
+    /// restarted pasta) learns it at its next retransmission.
     func resetStray<Tap: TCPTap & ~Copyable>(
         isIPv6: Bool, source: IPv6Address, destination: IPv6Address, segment: TCPSegment, tap: inout Tap
     ) {
         let flags = segment.flags
-        guard !flags.contains(.rst) else { return }
+        guard !flags.contains(.rst), segment.sourcePort != 0, segment.destinationPort != 0,
+              TCPFlows.isUnicast(source), TCPFlows.isUnicast(destination) else { return }
         let occupied = UInt32(truncatingIfNeeded: segment.payloadCount)
             &+ (flags.contains(.syn) ? 1 : 0) &+ (flags.contains(.fin) ? 1 : 0)
         let acknowledges = flags.contains(.ack)

@@ -95,9 +95,10 @@ struct TCPRig: ~Copyable {
         flows.epollFD = epoll.descriptor.raw
     }
 
-    /// Sends a segment from the guest's `port` to the gateway's `serverPort`.
-    mutating func send(from port: UInt16, to serverPort: UInt16, seq: UInt32, ack: UInt32 = 0, flags: TCPFlags,
-                       window: UInt16 = 65535, mss: UInt16? = nil, windowScale: UInt8? = nil, payload: [UInt8] = []) {
+    /// Sends a segment from the guest's `port` to `serverPort` of `address` (the gateway's).
+    mutating func send(from port: UInt16, to serverPort: UInt16, at address: IPv4Address = TCPRig.gateway, seq: UInt32,
+                       ack: UInt32 = 0, flags: TCPFlags, window: UInt16 = 65535, mss: UInt16? = nil,
+                       windowScale: UInt8? = nil, payload: [UInt8] = []) {
         let headerLength = TCPSegment.headerLength(mss: mss, windowScale: windowScale)
         var bytes = [UInt8](repeating: 0, count: headerLength + payload.count)
         bytes.withUnsafeMutableBytes { buffer in
@@ -107,7 +108,7 @@ struct TCPRig: ~Copyable {
         }
         bytes.withUnsafeBytes { buffer in
             flows.handleGuestSegment(isIPv6: false, source: IPv6Address(v4Mapped: TCPRig.guest),
-                                     destination: IPv6Address(v4Mapped: TCPRig.gateway),
+                                     destination: IPv6Address(v4Mapped: address),
                                      segment: TCPSegment(buffer.baseAddress!, count: buffer.count)!, now: now,
                                      table: &table, tap: &tap)
             flows.flushGuestData(now: now, table: &table, tap: &tap)
@@ -426,7 +427,7 @@ struct TCPFlowTests {
         }
     }
 
-    @Test("Refused connect becomes RST with ACK; segments for unknown flows get a RST, a RST none")
+    @Test("Refused connect becomes RST with ACK; segments for unknown flows get a RST (a RST, broadcast or port 0 none)")
     func refused() throws {
         try inPrivateNetworkNamespace {
             var rig = TCPRig()
@@ -445,6 +446,9 @@ struct TCPFlowTests {
             let pastIt = rig.receive()
             #expect(pastIt.count == 1 && pastIt.first?.flags == .rstAck && pastIt.first?.ack == 304)
             rig.send(from: 40013, to: closedPort, seq: 9, ack: 9, flags: .rstAck)
+            rig.send(from: 40014, to: closedPort, at: IPv4Address(255, 255, 255, 255), seq: 9, ack: 9, flags: .ack)
+            rig.send(from: 40015, to: closedPort, at: IPv4Address(224, 0, 0, 1), seq: 9, flags: .fin)
+            rig.send(from: 0, to: closedPort, seq: 9, ack: 9, flags: .ack)
             rig.pump(milliseconds: 20)
             #expect(rig.tap.frames.isEmpty)
             do { let open = rig.flows.count, keys = rig.table.count; #expect(open == 0 && keys == 0) }
