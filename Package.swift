@@ -40,6 +40,7 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: ["PasstConfig", "PasstWire", "PasstSys", "PasstCore"]),
         .testTarget(name: "PasstServicesTests", dependencies: ["PasstServices", "PasstWire"], exclude: ["Fixtures"]),
         .target(name: "CAllocationCounter", path: "Tests/CAllocationCounter"),
+        .executableTarget(name: "getopt-oracle", path: "Tests/GetoptOracle"),
         .testTarget(name: "PasstFlowTests", dependencies: ["PasstFlow", "PasstWire", "PasstSys", "CAllocationCounter"]),
     ],
     swiftLanguageModes: [.v6]

@@ -9,7 +9,7 @@
 //      --dns-forward/--dns-host whatever their position);
 //   then the trailing operands: pasta's PID, command or --netns, passt's "Extra non-option argument";
 //   3. -T and -U (upstream: after joining the namespace).
-// We scan argv once with glibc's getopt_long (GetoptScanner) and run the passes over the result,
+// We scan argv once with getopt_long's rules (GetoptScanner) and run the passes over the result,
 // producing the same first error, warnings and values as upstream. Errors are thrown as
 // `ConfigError` with upstream's text and the warnings issued before them; nothing is printed here.
 // Host-dependent defaults are left to `Configuration.resolve`.

@@ -4,9 +4,8 @@
 // options mean: unambiguous abbreviations are accepted ("--netn" is --netns), and an ambiguous one
 // is reported with the candidates in table order. So the long option table lists upstream's names in
 // upstream's order, both modes share it (as upstream does: e.g. --socket is accepted, and ignored,
-// by pasta), and only the short option strings differ per mode (spec §2). Each option gets a
-// getopt return value: its short letter where it has one, else 256 plus its position, so values
-// never collide with characters.
+// by pasta), and only the short option strings differ per mode (spec §2). Two names of one option
+// (--socket, --socket-path) are one candidate for getopt, as upstream's equal table entries are.
 
 /// One command line option, whatever name it was given by.
 enum CommandLineOption: CaseIterable {
@@ -97,16 +96,5 @@ enum CommandLineOption: CaseIterable {
         default:
             false
         }
-    }
-
-    /// The value getopt_long returns for this option: its short letter, else 256 plus its position.
-    var getoptValue: Int32 {
-        if let letter = shortName { return Int32(letter.asciiValue!) }
-        return 256 + Int32(Self.allCases.firstIndex(of: self)!)
-    }
-
-    /// The option getopt_long returned `value` for, if any.
-    static func from(getoptValue value: Int32) -> CommandLineOption? {
-        allCases.first { $0.getoptValue == value }
     }
 }

@@ -3,7 +3,6 @@
  * header; this umbrella includes them all. */
 #ifndef CPASSTSHIM_H
 #define CPASSTSHIM_H
-#include "shim_getopt.h"
 #include "shim_sys.h"
 #include "shim_ns.h"
 #include "shim_isolation.h"
