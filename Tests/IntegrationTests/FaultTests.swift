@@ -59,6 +59,17 @@ import Synchronization
 import Testing
 import PasstSys
 
+/// Packets the kernel dropped from its per-CPU input queues (the second column of
+/// /proc/net/softnet_stat, summed): loopback and the tap hand every packet to such a queue, and a
+/// full one drops it, whatever the translator does.
+func softnetDrops() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/net/softnet_stat", encoding: .utf8) else { return 0 }
+    return text.split(separator: "\n").reduce(0) { total, line in
+        let fields = line.split(separator: " ")
+        return total + (fields.count > 1 ? Int(fields[1], radix: 16) ?? 0 : 0)
+    }
+}
+
 /// Open descriptors and resident memory of a process, read from /proc.
 struct Footprint: CustomStringConvertible {
     var descriptors: Int
@@ -558,6 +569,7 @@ struct FaultTests {
                 pairs.append((client, server))
             }
             let (intactClient, intactServer) = pairs[0], (resetClient, resetServer) = pairs[1]
+            let dropsBefore = softnetDrops()
             let intactSend = onThread { StampedStream.send(intactClient, blocks: blocks) }
             let resetSend = onThread { StampedStream.send(resetClient, blocks: blocks) }
             let intactReceive = onThread { StampedStream.receive(intactServer) }
@@ -574,14 +586,18 @@ struct FaultTests {
             close(intactClient)
             close(resetClient)
             let delay = reset.at.timeIntervalSince(resetAt)
+            let drops = softnetDrops() - dropsBefore
             #expect(partial.count >= half && partial.intact, "reset side received \(partial.count)")
-            #expect(reset.error == ECONNRESET && delay < 2,
-                    "reset upload: errno \(reset.error) after \(delay) s, \(reset.sent) sent; \(pasta.stderr().suffix(2000))")
+            // A RST the kernel dropped (a full input queue on a loaded machine) is only noticed by
+            // the next zero-window probe of the side that lost it, after up to some 25 s of
+            // backoff: host kernels do that on their own, so only then may it take longer.
+            #expect(reset.error == ECONNRESET && (delay < 2 || (drops > 0 && delay < 60)),
+                    "reset upload: errno \(reset.error) after \(delay) s, \(reset.sent) sent, \(drops) packets dropped by the kernel meanwhile; \(pasta.stderr().suffix(2000))")
             #expect(intact.sent == blocks * StampedStream.blockSize && intact.error == 0)
             #expect(whole.count == blocks * StampedStream.blockSize && whole.intact, "intact upload: \(whole.count) received")
             let after = Footprint.awaitBaseline(pasta.pid, baseline, within: 5)
             #expect(after.isBack(to: baseline), "\(after), baseline \(baseline)")
-            print("Reset mid-transfer: reset side got \(partial.count) B, its sender failed (errno \(reset.error)) \(delay) s after the reset with \(reset.sent) B sent; other \(whole.count) B intact \(whole.intact); baseline \(baseline), after \(after)")
+            print("Reset mid-transfer: reset side got \(partial.count) B, its sender failed (errno \(reset.error)) \(delay) s after the reset with \(reset.sent) B sent (kernel input queue drops: \(drops)); other \(whole.count) B intact \(whole.intact); baseline \(baseline), after \(after)")
             #expect(bed.stop(pasta) == 0, "\(pasta.stderr().suffix(2000))")
         }
     }
