@@ -132,6 +132,8 @@ struct TCPConnection {
     var lastFastRetransmit: UInt32
     /// What the armed timer is for (TCPFlows.TimerClass).
     var timerClass: UInt8
+    /// Re-checks of a due ACK in a row that found nothing new (TCPFlows.ackRecheckDelay).
+    var idleRechecks: UInt8
     /// The epoll events the socket is registered with.
     var epollEvents: UInt32
 

@@ -692,6 +692,40 @@ struct TCPFlowTests {
             do { let open = rig.flows.count; #expect(open == 1) }
         }
     }
+
+    @Test("A closed window to a local peer is re-checked after 1 ms, doubling to 10 ms while nothing moves")
+    func localWindowRecheck() throws {
+        try inPrivateNetworkNamespace {
+            var rig = TCPRig()
+            let (server, serverPort) = try LoopbackTCP.listener()
+            defer { close(server) }
+            var small: Int32 = 4096   // inherited by the accepted socket: the peer's window stays small
+            setsockopt(server, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+            let (accepted, slot, guestSeq, ourSeq) = try TCPFlowTests.connect(&rig, guestPort: 40031, server: server,
+                                                                             serverPort: serverPort)
+            defer { close(accepted) }
+            #expect(rig.flows.flags(ofSlot: slot).contains(.local))
+            let data = tcpTestData(64 * 1400)
+            let parts = stride(from: 0, to: data.count, by: 1400).map { Array(data[$0..<($0 + 1400)]) }
+            rig.sendPass(from: 40031, to: serverPort, seq: guestSeq, ack: ourSeq, payloads: parts)
+            let closing = rig.receive()
+            #expect(closing.last?.ack == guestSeq &+ UInt32(data.count) && closing.last?.window == 0)
+            // The reader sleeps: each re-check finds the window still closed and waits twice as long.
+            for expected: UInt64 in [1, 2, 4, 8, 10, 10] {
+                let deadline = rig.flows.timerDeadline(ofSlot: slot)
+                #expect(deadline == rig.now + expected * 1_000_000, "expected a re-check after \(expected) ms")
+                rig.now = deadline ?? rig.now
+                rig.fireTimer(slot)
+                #expect(rig.tap.frames.isEmpty, "nothing new to tell the guest")
+            }
+            // The reader drains the socket: the next re-check opens the window at once.
+            #expect(LoopbackTCP.read(accepted, count: data.count) == data)
+            rig.now = rig.flows.timerDeadline(ofSlot: slot) ?? rig.now
+            rig.fireTimer(slot)
+            let opened = rig.tap.frames.compactMap(GuestView.init)
+            #expect(opened.count == 1 && (opened.first?.window ?? 0) > 0)
+        }
+    }
 }
 
 @Suite("TCP window arithmetic")
