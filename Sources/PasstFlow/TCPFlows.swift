@@ -62,8 +62,8 @@
 // more syscalls per connection): a heap of deadlines (DeadlineHeap.swift) orders them, and the
 // timerfd is set only when the earliest deadline moves before the time it is set for. One
 // that fires early, or for a deadline since dropped, finds nothing due and is set for the
-// earliest again; a request/response exchange costs no timerfd syscall at all. Frames go to a `TCPTap`
-// (the daemon's tap writer, or a test's memory); records and buffers are allocated once.
+// earliest again; a request/response exchange costs no timerfd syscall at all. Frames go to a
+// `TCPTap` (the daemon's tap writer, or a test's memory); records and buffers are allocated once.
 import PasstConfig
 import PasstSys
 import PasstWire
