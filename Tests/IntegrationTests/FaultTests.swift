@@ -29,8 +29,9 @@
 //   verifies and answers with a verdict; all are open at once before any data moves.
 // - A host peer resetting mid-transfer: two 100 MiB uploads from the namespace at once; one
 //   receiver resets its connection (SO_LINGER 0, close) after 50 MiB. The other upload arrives
-//   intact (stamped 1 MiB blocks compared with memcmp), the reset one fails promptly on the
-//   namespace's side with ECONNRESET.
+//   intact (stamped 1 MiB blocks compared with memcmp), the reset one fails promptly (< 2 s) on
+//   the namespace's side with ECONNRESET; within 60 s if the kernel dropped packets meanwhile
+//   (a lost RST waits for the next zero-window probe).
 // - passt's qemu client vanishing mid-frame 100 times, each after a served ARP exchange and a
 //   burst of 50 unanswered requests (so passt has replies to write), at a different cut point.
 // - `ip netns del` of pasta's namespace during transfers both ways: pasta exits 0 within 5 s.
