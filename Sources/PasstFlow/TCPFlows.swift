@@ -977,10 +977,11 @@ public struct TCPFlows: ~Copyable {
         c.pointee.wndToTap = window
         let field = windowField(slot)
         if changed || field != before { c.pointee.idleRechecks = 0 }
-        // A lagging ACK, or a window too small for one full segment of the guest (which would
-        // then wait for a window update we only learn of by asking): re-check soon.
-        let fullSegment = UInt32(TCPWindow.ourMSS(mtu: mtu, isIPv6: c.pointee.isIPv6))
-        if established && (ack != c.pointee.seqFromTap || field == 0 || window < fullSegment) {
+        // A lagging ACK, or a window too small for one full frame of the guest (one segment, or
+        // the 64 KiB its stack hands an offloading tap at any MTU), which would then wait for a
+        // window update we only learn of by asking: re-check soon.
+        let fullFrame = max(UInt32(TCPWindow.ourMSS(mtu: mtu, isIPv6: c.pointee.isIPv6)), 65536)
+        if established && (ack != c.pointee.seqFromTap || field == 0 || window < fullFrame) {
             c.pointee.flags.insert(.ackToTapDue)
         }
         return changed || field != before

@@ -693,6 +693,25 @@ struct TCPFlowTests {
         }
     }
 
+    @Test("A window below 64 KiB is re-checked too at MTU 1500: the guest sends frames of up to 64 KiB")
+    func smallWindowRecheck() throws {
+        try inPrivateNetworkNamespace {
+            var rig = TCPRig()
+            let (server, serverPort) = try LoopbackTCP.listener()
+            defer { close(server) }
+            var size: Int32 = 32768   // inherited by the accepted socket: the peer offers less than 64 KiB
+            setsockopt(server, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+            let (accepted, slot, guestSeq, ourSeq) = try TCPFlowTests.connect(&rig, guestPort: 40032, server: server,
+                                                                             serverPort: serverPort)
+            defer { close(accepted) }
+            rig.sendPass(from: 40032, to: serverPort, seq: guestSeq, ack: ourSeq, payloads: [tcpTestData(1400)])
+            let ack = rig.receive()
+            #expect(ack.last?.ack == guestSeq &+ 1400)
+            #expect((ack.last?.window ?? 0) > 0, "the window is open, only small")
+            #expect(rig.flows.timerDeadline(ofSlot: slot) == rig.now + 1_000_000)
+        }
+    }
+
     @Test("A closed window to a local peer is re-checked after 1 ms, doubling to 10 ms while nothing moves")
     func localWindowRecheck() throws {
         try inPrivateNetworkNamespace {
