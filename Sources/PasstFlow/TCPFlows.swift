@@ -44,7 +44,8 @@
 // the guest is never offered room the socket does not have, so nothing it sends within the
 // window is dropped (upstream offers the peer's whole window and stalls on retransmission
 // timeouts when the socket refuses the excess). When that ACK lags or the window is below one
-// segment, a timer re-checks: after 10 ms for a remote peer, whose ACKs follow its round trip;
+// frame of the guest (a segment, and at least the 64 KiB it sends through an offloading tap), a
+// timer re-checks: after 10 ms for a remote peer, whose ACKs follow its round trip;
 // for a peer on this host, whose reader frees the socket within a scheduling delay, after 1 ms,
 // doubled after every re-check that found nothing new up to 10 ms (the guest waits for that
 // window update: 10 ms each time had left it idle for a third of a bulk upload). The guest's
