@@ -127,6 +127,9 @@ public struct TCPFlows: ~Copyable {
     /// First re-check of a due ACK or window to a peer on this host (ns): doubled after each
     /// re-check that found nothing new, up to `ackInterval`.
     public static let localAckRecheck: UInt64 = 1_000_000
+    /// A window below this is re-checked soon: the largest frame the guest's stack sends, 64 KiB
+    /// through an offloading tap at any MTU (our MSS, at most 61440, is always smaller).
+    static let guestFrameWindow: UInt32 = 65536
     /// Handshake timeout (ns).
     public static let synTimeout: UInt64 = 10 * SystemClock.nanosecondsPerSecond
     /// Unacknowledged data is retransmitted after this long (ns).
@@ -978,11 +981,9 @@ public struct TCPFlows: ~Copyable {
         c.pointee.wndToTap = window
         let field = windowField(slot)
         if changed || field != before { c.pointee.idleRechecks = 0 }
-        // A lagging ACK, or a window too small for one full frame of the guest (one segment, or
-        // the 64 KiB its stack hands an offloading tap at any MTU), which would then wait for a
-        // window update we only learn of by asking: re-check soon.
-        let fullFrame = max(UInt32(TCPWindow.ourMSS(mtu: mtu, isIPv6: c.pointee.isIPv6)), 65536)
-        if established && (ack != c.pointee.seqFromTap || field == 0 || window < fullFrame) {
+        // A lagging ACK, or a window too small for one full frame of the guest, which would then
+        // wait for a window update we only learn of by asking: re-check soon.
+        if established && (ack != c.pointee.seqFromTap || field == 0 || window < TCPFlows.guestFrameWindow) {
             c.pointee.flags.insert(.ackToTapDue)
         }
         return changed || field != before
