@@ -73,6 +73,9 @@ public struct TCPConnectionFlags: OptionSet, Sendable, Equatable {
     public static let ackFromTapDue = TCPConnectionFlags(rawValue: 1 << 4)
     /// The tcpi_bytes_acked base and the local test were taken at the host handshake's end.
     public static let handshakeNoted = TCPConnectionFlags(rawValue: 1 << 5)
+    /// The guest wrote data since the re-checks last found nothing new `idleRecheckLimit` times
+    /// in a row: a window below one of its frames is worth re-checking.
+    public static let guestSending = TCPConnectionFlags(rawValue: 1 << 6)
     /// Waiting for the guest: its window is full, our data unacknowledged.
     static let waitingForGuest: TCPConnectionFlags = [.stalled, .ackFromTapDue]
 }

@@ -419,6 +419,18 @@ struct FaultTests {
     /// Options that keep every other forwarding out of the way.
     static let quiet = ["-u", "none", "-T", "none", "-U", "none"]
 
+    /// Voluntary and involuntary context switches of all of `pid`'s threads so far: how often
+    /// they went to sleep or were preempted.
+    static func contextSwitches(_ pid: pid_t) -> Int {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.reduce(0) { total, task in
+            let status = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/status", encoding: .utf8)) ?? ""
+            return total + status.split(separator: "\n").filter { $0.contains("ctxt_switches:") }
+                .compactMap { Int($0.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "") }
+                .reduce(0, +)
+        }
+    }
+
     /// User plus system CPU time of process `pid` so far, in seconds (/proc/PID/stat).
     static func cpuSeconds(_ pid: pid_t) -> Double {
         let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
@@ -633,6 +645,43 @@ struct FaultTests {
             #expect(failures.isEmpty && answered == 2 * perClient,
                     "\(failures.count) failed (\(failures.prefix(5))), \(answered) answered; \(pasta.stderr().suffix(1000))")
             print("Churn: \(2 * perClient) connections, \(failures.count) failed, \(answered) answered")
+            #expect(bed.stop(pasta) == 0, "\(pasta.stderr().suffix(2000))")
+        }
+    }
+
+    @Test("200 connections from the namespace, half with one byte each way, then idle: pasta sleeps (no timer wakes it)")
+    func idleConnectionsSleep() async throws {
+        try await withTestBed { bed in
+            let port: UInt16 = 7412
+            let (target, pasta, listener) = try FaultTests.pastaWithHostListener(bed, port: port)
+            defer { close(listener) }
+            var clients: [Int32] = [], accepted: [Int32] = []
+            defer { (clients + accepted).forEach { close($0) } }
+            var exchanged = 0
+            for index in 0..<200 {
+                let gateway = index % 4 < 2 ? TestBed.routerIPv4 : TestBed.routerIPv6
+                let client = try TCPTestSocket.connect(bed, in: target, to: gateway, port: port)
+                clients.append(client)
+                let server = accept(listener, nil, nil)
+                try #require(server >= 0, "accept: \(String(cString: strerror(errno)))")
+                accepted.append(server)
+                // Half exchange a byte; the others keep the window of the server's SYN-ACK.
+                guard index % 2 == 0 else { continue }
+                var byte: UInt8 = 0
+                if send(client, [UInt8(1)], 1, 0) == 1, recv(server, &byte, 1, 0) == 1,
+                   send(server, [UInt8(2)], 1, 0) == 1, recv(client, &byte, 1, 0) == 1, byte == 2 {
+                    exchanged += 1
+                }
+            }
+            #expect(exchanged == 100, "\(exchanged) of 100 exchanges; \(pasta.stderr().suffix(1000))")
+            sleep(1)   // the ACK and window re-checks after the guest's byte run out within 0.1 s
+            let before = FaultTests.contextSwitches(pasta.pid)
+            sleep(2)
+            let wakeups = FaultTests.contextSwitches(pasta.pid) - before
+            // Idle, pasta wakes for its once-a-second housekeeping only; a re-check every 10 ms
+            // would be about 200 wake-ups here.
+            #expect(wakeups < 20, "pasta woke \(wakeups) times in 2 s with 200 idle connections")
+            print("Idle connections: pasta woke \(wakeups) times in 2 s with 200 idle connections open")
             #expect(bed.stop(pasta) == 0, "\(pasta.stderr().suffix(2000))")
         }
     }

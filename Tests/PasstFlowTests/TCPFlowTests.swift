@@ -693,7 +693,7 @@ struct TCPFlowTests {
         }
     }
 
-    @Test("A window below 64 KiB is re-checked too at MTU 1500: the guest sends frames of up to 64 KiB")
+    @Test("A window below 64 KiB is re-checked at MTU 1500 while the guest sends (frames of up to 64 KiB), not once it stopped")
     func smallWindowRecheck() throws {
         try inPrivateNetworkNamespace {
             var rig = TCPRig()
@@ -704,10 +704,26 @@ struct TCPFlowTests {
             let (accepted, slot, guestSeq, ourSeq) = try TCPFlowTests.connect(&rig, guestPort: 40032, server: server,
                                                                              serverPort: serverPort)
             defer { close(accepted) }
+            #expect(rig.flows.timerDeadline(ofSlot: slot) == nil, "the guest has sent nothing: no re-check")
             rig.sendPass(from: 40032, to: serverPort, seq: guestSeq, ack: ourSeq, payloads: [tcpTestData(1400)])
             let ack = rig.receive()
             #expect(ack.last?.ack == guestSeq &+ 1400)
             #expect((ack.last?.window ?? 0) > 0, "the window is open, only small")
+            #expect(rig.flows.timerDeadline(ofSlot: slot) == rig.now + 1_000_000)
+            // The guest sends nothing more: after eight re-checks that found nothing new the
+            // connection is idle, and a window it can send a segment into is no longer re-checked.
+            var rechecks = 0
+            while let deadline = rig.flows.timerDeadline(ofSlot: slot), rechecks < 30 {
+                rig.now = deadline
+                rig.fireTimer(slot)
+                rechecks += 1
+            }
+            #expect(rig.flows.timerDeadline(ofSlot: slot) == nil, "an idle connection has no timer")
+            #expect(rechecks >= 9, "the first eight re-checks that find nothing still re-arm")
+            // The guest sends again: the small window is re-checked after 1 ms again.
+            rig.tap.frames.removeAll()
+            rig.sendPass(from: 40032, to: serverPort, seq: guestSeq &+ 1400, ack: ourSeq, payloads: [tcpTestData(1400)])
+            #expect(rig.receive().last?.ack == guestSeq &+ 2800)
             #expect(rig.flows.timerDeadline(ofSlot: slot) == rig.now + 1_000_000)
         }
     }
@@ -730,7 +746,8 @@ struct TCPFlowTests {
             let closing = rig.receive()
             #expect(closing.last?.ack == guestSeq &+ UInt32(data.count) && closing.last?.window == 0)
             // The reader sleeps: each re-check finds the window still closed and waits twice as long.
-            for expected: UInt64 in [1, 2, 4, 8, 10, 10] {
+            // A closed window stays re-checked however long it stays closed (the guest cannot send).
+            for expected: UInt64 in [1, 2, 4, 8, 10, 10, 10, 10, 10, 10, 10, 10] {
                 let deadline = rig.flows.timerDeadline(ofSlot: slot)
                 #expect(deadline == rig.now + expected * 1_000_000, "expected a re-check after \(expected) ms")
                 rig.now = deadline ?? rig.now
