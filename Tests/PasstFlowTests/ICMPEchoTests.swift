@@ -1,6 +1,6 @@
 // ICMP echo flows against real ping sockets, with a fake tap (frames in memory).
 //
-// The test body runs on a thread of its own that moves into a fresh network namespace (setns and
+// The test body moves its thread into a fresh network namespace and back afterwards (setns and
 // unshare of a network namespace are per thread), brings `lo` up there and opens ping sockets to
 // every group (ping_group_range is per network namespace), so nothing outside the test changes
 // and all traffic goes to that namespace's loopback. The guest's echo requests go to the
@@ -12,26 +12,23 @@ import PasstFlow
 import PasstSys
 import PasstWire
 
-/// Runs `body` on a new thread inside a new network namespace with `lo` up and ping sockets allowed.
-func inPrivateNetworkNamespace(_ body: @escaping @Sendable () throws -> Void) throws {
-    let done = DispatchSemaphore(value: 0)
-    nonisolated(unsafe) var failure: Error?
-    let thread = Thread {
-        defer { done.signal() }
-        do {
-            try Namespaces.unshare(.network).get()
-            let netlink = try Netlink()
-            guard let lo = try netlink.link(named: "lo") else { throw SyscallError(ENODEV) }
-            try netlink.setLinkUp(index: lo.index)
-            try "0 2147483647".write(toFile: "/proc/sys/net/ipv4/ping_group_range", atomically: false, encoding: .utf8)
-            try body()
-        } catch {
-            failure = error
+/// Runs `body` inside a new network namespace with `lo` up and ping sockets allowed, on the
+/// calling thread, which returns to its own namespace afterwards: what `body` records belongs to
+/// the running test (on a thread of its own it was reported for no test).
+func inPrivateNetworkNamespace(_ body: () throws -> Void) throws {
+    let home = try Namespaces.openCurrent(.network).get()
+    try Namespaces.unshare(.network).get()
+    defer {
+        // Left in the test's namespace, this thread would run other tests there.
+        guard case .success = Namespaces.enter(home, type: .network) else {
+            fatalError("cannot return the test thread to its network namespace")
         }
     }
-    thread.start()
-    done.wait()
-    if let failure { throw failure }
+    let netlink = try Netlink()
+    guard let lo = try netlink.link(named: "lo") else { throw SyscallError(ENODEV) }
+    try netlink.setLinkUp(index: lo.index)
+    try "0 2147483647".write(toFile: "/proc/sys/net/ipv4/ping_group_range", atomically: false, encoding: .utf8)
+    try body()
 }
 
 /// An echo request message (ICMP or ICMPv6 by `type`) with `data`, checksum filled for ICMPv4.
