@@ -422,12 +422,10 @@ struct FaultTests {
     /// Voluntary and involuntary context switches of all of `pid`'s threads so far: how often
     /// they went to sleep or were preempted.
     static func contextSwitches(_ pid: pid_t) -> Int {
-        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
-        return tasks.reduce(0) { total, task in
-            let status = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/status", encoding: .utf8)) ?? ""
-            return total + status.split(separator: "\n").filter { $0.contains("ctxt_switches:") }
-                .compactMap { Int($0.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "") }
-                .reduce(0, +)
+        let threads = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return threads.compactMap { pid_t($0) }.reduce(0) { total, thread in
+            total + ["voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"]
+                .compactMap { processStatus(thread, $0).flatMap { Int($0) } }.reduce(0, +)
         }
     }
 

@@ -721,7 +721,6 @@ struct TCPFlowTests {
             #expect(rig.flows.timerDeadline(ofSlot: slot) == nil, "an idle connection has no timer")
             #expect(rechecks >= 9, "the first eight re-checks that find nothing still re-arm")
             // The guest sends again: the small window is re-checked after 1 ms again.
-            rig.tap.frames.removeAll()
             rig.sendPass(from: 40032, to: serverPort, seq: guestSeq &+ 1400, ack: ourSeq, payloads: [tcpTestData(1400)])
             #expect(rig.receive().last?.ack == guestSeq &+ 2800)
             #expect(rig.flows.timerDeadline(ofSlot: slot) == rig.now + 1_000_000)
