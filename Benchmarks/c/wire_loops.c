@@ -79,19 +79,26 @@ static uint64_t parse_frame(const uint8_t *f, size_t len)
 }
 
 
-/* The flow table as passt-style C would have it: open addressing with linear probing, the
- * bucket from SipHash-2-4 of the 40-byte key under a 128-bit secret, the same layout and load
- * as PasstFlow's FlowTable (capacity 131071, capacity * 10 / 7 + 1 buckets). */
+/* The flow table as passt-style C would have it: open addressing with linear probing over
+ * 8-byte buckets (the upper 32 bits of the key's SipHash-2-4 under a 128-bit secret, whose
+ * remainder modulo the bucket count is the home bucket, and entry index + 1), the 40-byte keys
+ * and their references in an array of entries: the same layout and load as PasstFlow's
+ * FlowTable (capacity 131071, capacity * 10 / 7 + 1 buckets). */
 struct flow_key {
 	uint8_t proto, pif;
 	uint16_t our_port, endpoint_port;
 	uint8_t our_addr[16], endpoint_addr[16];
 };
 
-struct flow_bucket {
+struct flow_entry {
 	struct flow_key key;
-	uint32_t ref;	/* reference + 1, 0: empty */
-	uint32_t home;
+	uint32_t ref;
+};
+
+struct flow_table {
+	uint64_t *buckets;	/* tag << 32 | (entry + 1), 0: empty */
+	struct flow_entry *entries;
+	size_t n, used;
 };
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
@@ -142,29 +149,30 @@ static int flow_key_eq(const struct flow_key *a, const struct flow_key *b)
 }
 
 /* Lookup: the reference of key, or UINT32_MAX if absent. */
-static uint32_t flow_lookup(const struct flow_bucket *t, size_t n, const struct flow_key *k,
-			    uint64_t k0, uint64_t k1)
+static uint32_t flow_lookup(const struct flow_table *t, const struct flow_key *k, uint64_t k0, uint64_t k1)
 {
-	size_t i = flow_hash(k, k0, k1) % n;
+	uint32_t tag = (uint32_t)(flow_hash(k, k0, k1) >> 32);
+	size_t i = tag % t->n;
+	uint64_t b;
 
-	while (t[i].ref) {
-		if (flow_key_eq(&t[i].key, k))
-			return t[i].ref - 1;
-		i = i + 1 == n ? 0 : i + 1;
+	while ((b = t->buckets[i])) {
+		if ((uint32_t)(b >> 32) == tag && flow_key_eq(&t->entries[(uint32_t)b - 1].key, k))
+			return t->entries[(uint32_t)b - 1].ref;
+		i = i + 1 == t->n ? 0 : i + 1;
 	}
 	return UINT32_MAX;
 }
 
-static void flow_insert(struct flow_bucket *t, size_t n, const struct flow_key *k, uint32_t ref,
-			uint64_t k0, uint64_t k1)
+static void flow_insert(struct flow_table *t, const struct flow_key *k, uint32_t ref, uint64_t k0, uint64_t k1)
 {
-	size_t home = flow_hash(k, k0, k1) % n, i = home;
+	uint32_t tag = (uint32_t)(flow_hash(k, k0, k1) >> 32);
+	size_t i = tag % t->n, e = t->used++;
 
-	while (t[i].ref)
-		i = i + 1 == n ? 0 : i + 1;
-	t[i].key = *k;
-	t[i].ref = ref + 1;
-	t[i].home = (uint32_t)home;
+	while (t->buckets[i])
+		i = i + 1 == t->n ? 0 : i + 1;
+	t->entries[e].key = *k;
+	t->entries[e].ref = ref;
+	t->buckets[i] = (uint64_t)tag << 32 | (e + 1);
 }
 
 /* Key number i of the benchmark: TCP on the tap from 198.51.100.(i & 255):(1024 + i / 256) to
@@ -223,22 +231,24 @@ int main(void)
 	{
 		const size_t capacity = 131071, buckets = capacity * 10 / 7 + 1, keys = 100000;
 		const uint64_t k0 = 0x0706050403020100ULL, k1 = 0x0f0e0d0c0b0a0908ULL;
-		struct flow_bucket *table = calloc(buckets, sizeof(*table));
+		struct flow_table table = { calloc(buckets, sizeof(uint64_t)), calloc(capacity, sizeof(struct flow_entry)),
+					    buckets, 0 };
 		struct flow_key *all = malloc(keys * sizeof(*all));
 		size_t j;
 
 		for (j = 0; j < keys; j++) {
 			flow_bench_key(&all[j], (uint32_t)j);
-			flow_insert(table, buckets, &all[j], (uint32_t)j, k0, k1);
+			flow_insert(&table, &all[j], (uint32_t)j, k0, k1);
 		}
 		n = 10000000;
 		t0 = now_ns();
 		for (i = 0; i < n; i++)
-			sink += flow_lookup(table, buckets, &all[((size_t)i * 7919) % keys], k0, k1);
+			sink += flow_lookup(&table, &all[((size_t)i * 7919) % keys], k0, k1);
 		t1 = now_ns();
 		printf("flow_lookup %.2f\n", (t1 - t0) / n);
 		free(all);
-		free(table);
+		free(table.entries);
+		free(table.buckets);
 	}
 	return sink == 42;
 }
