@@ -6,11 +6,14 @@
 // complements it. Keeping the sum unfolded lets a TCP/UDP checksum be built from the pseudo
 // header plus header plus payload parts without copying them together.
 //
-// Speed: `sum` adds the buffer as unaligned little-endian 32-bit words into one 64-bit
-// accumulator (no carry can be lost before 2^32 words, i.e. 16 GiB); this plain loop is what LLVM
-// vectorises best (zero-extend and add in SIMD lanes): 5-9x faster than the word-by-word loop on
-// 1500-byte frames (release build, x86_64 SSE2). Adding 32-bit words is adding pairs of 16-bit
-// words, since 2^16 = 1 mod 0xffff. A one's complement sum does not depend on byte order
+// Speed: `sum` adds the buffer as unaligned little-endian 32-bit words into 64-bit accumulators
+// (no carry can be lost before 2^32 words, i.e. 16 GiB): on little-endian hosts 64 bytes at a time
+// as four 16-byte vectors, each widened to two pairs of 64-bit lanes and added to its own
+// accumulator, then the rest word by word. The plain word loop, which LLVM vectorises with two
+// 8-byte loads per 16 bytes, was already 5-9x faster than the 16-bit word-by-word loop on
+// 1500-byte frames; the four accumulators took 64 KiB from 3000-3180 ns to 2520-2810 ns on the
+// project machine (AMD EPYC, x86_64 SSE2), level with gcc -O2's loop. Adding 32-bit words is
+// adding pairs of 16-bit words, since 2^16 = 1 mod 0xffff. A one's complement sum does not depend on byte order
 // (RFC 1071 §2(B)): words read little-endian are the byte-swapped big-endian words, so the folded
 // result is byte-swapped once at the end. The tail (< 4 bytes) is read as 2 and 1 bytes; a last
 // odd byte is the low byte of a little-endian word, i.e. the high byte of the zero-padded
@@ -25,8 +28,24 @@ public enum Checksum {
     public static func sum(_ base: UnsafeRawPointer, count: Int, initial: UInt64 = 0) -> UInt64 {
         guard count > 0 else { return initial }
         var acc: UInt64 = 0
-        let words = count &>> 2
         var i = 0
+        #if _endian(little)
+        var lanesA = SIMD2<UInt64>(), lanesB = SIMD2<UInt64>()
+        var lanesC = SIMD2<UInt64>(), lanesD = SIMD2<UInt64>()
+        while i &+ 16 <= count &>> 2 {
+            let a = base.loadUnaligned(fromByteOffset: i &<< 2, as: SIMD4<UInt32>.self)
+            let b = base.loadUnaligned(fromByteOffset: (i &+ 4) &<< 2, as: SIMD4<UInt32>.self)
+            let c = base.loadUnaligned(fromByteOffset: (i &+ 8) &<< 2, as: SIMD4<UInt32>.self)
+            let d = base.loadUnaligned(fromByteOffset: (i &+ 12) &<< 2, as: SIMD4<UInt32>.self)
+            lanesA &+= SIMD2<UInt64>(truncatingIfNeeded: a.lowHalf) &+ SIMD2<UInt64>(truncatingIfNeeded: a.highHalf)
+            lanesB &+= SIMD2<UInt64>(truncatingIfNeeded: b.lowHalf) &+ SIMD2<UInt64>(truncatingIfNeeded: b.highHalf)
+            lanesC &+= SIMD2<UInt64>(truncatingIfNeeded: c.lowHalf) &+ SIMD2<UInt64>(truncatingIfNeeded: c.highHalf)
+            lanesD &+= SIMD2<UInt64>(truncatingIfNeeded: d.lowHalf) &+ SIMD2<UInt64>(truncatingIfNeeded: d.highHalf)
+            i &+= 16
+        }
+        acc = (lanesA &+ lanesB &+ lanesC &+ lanesD).wrappedSum()
+        #endif
+        let words = count &>> 2
         while i < words {
             acc &+= UInt64(UInt32(littleEndian: base.loadUnaligned(fromByteOffset: i &<< 2, as: UInt32.self)))
             i &+= 1
