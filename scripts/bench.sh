@@ -21,7 +21,12 @@
 #            over idle, the translator's open fds and the time to open them all.
 #   udp_h2n  UDP host -> namespace through `-u`: iperf3 -u -b 0 from the host to 192.0.2.2 (through
 #            the tap) and to 127.0.0.1 (spliced), 1400- and 65000-byte datagrams, rate received.
-# rss and udp_h2n run ours and upstream alternately in every repetition (--reps, 7 by default;
+#   cpu_h2n  TCP host -> namespace through the tap (iperf3 -C bbr to 192.0.2.2 through `-t`) at both
+#            MTUs: throughput and GB moved per CPU-second of the translator. nsbench measures the
+#            CPU only ns -> host, where upstream 2023.03 stalls (its RTOs) and moves a few hundred
+#            Mbit/s with a CPU mostly idle, so that ratio compares a busy translator with an idle
+#            one; host -> ns both move gigabits.
+# rss, udp_h2n and cpu_h2n run ours and upstream alternately in every repetition (--reps, 7 by default;
 # fresh namespaces and a fresh translator each time) and print a markdown table of medians
 # (min-max) with ratios.
 # Everything runs in namespaces the script creates: a contained "host" namespace with a veth
@@ -29,16 +34,16 @@
 # (`pasta --config-net -f --runas 0 ... -P FILE --netns PATH`). Nothing leaves the machine.
 #
 # Usage (root): scripts/bench.sh [--build] [--binary PATH (.build/release/pasta)]
-#     [--upstream PATH (/usr/bin/pasta)] [--only nsbench,rss,udp_h2n] [--quick]
+#     [--upstream PATH (/usr/bin/pasta)] [--only nsbench,rss,udp_h2n,cpu_h2n] [--quick]
 #     [--reps N (7, for rss and udp_h2n)] [--duration S (3)] [--conns N (1000)] [--out-dir DIR]
 #   --quick   smoke run: nsbench with --duration 1 --reps 1 --mtus 65520 on a few tests and no
-#             cubic run, rss and udp_h2n with 1 repetition of 1 s.
+#             cubic run, rss, udp_h2n and cpu_h2n with 1 repetition of 1 s.
 #   --out-dir keeps every JSON, log and table there (default: a new /tmp/pasta-bench.XXXXXX).
 # The figures are only as good as the machine is quiet: compare ratios within one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-build='' binary=.build/release/pasta upstream=/usr/bin/pasta only=nsbench,rss,udp_h2n quick=''
+build='' binary=.build/release/pasta upstream=/usr/bin/pasta only=nsbench,rss,udp_h2n,cpu_h2n quick=''
 reps='' duration='' conns=1000 out_dir=''
 nsbench=${NSBENCH:-../shared/bench/nsbench.sh}
 usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
@@ -58,7 +63,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 for part in ${only//,/ }; do
-    case $part in nsbench|rss|udp_h2n) ;; *) echo "bench: unknown part $part (nsbench, rss, udp_h2n)" >&2; exit 2 ;; esac
+    case $part in nsbench|rss|udp_h2n|cpu_h2n) ;; *) echo "bench: unknown part $part (nsbench, rss, udp_h2n, cpu_h2n)" >&2; exit 2 ;; esac
 done
 has() { case ",$only," in *",$1,"*) return 0 ;; esac; return 1; }
 if [ -n "$quick" ]; then reps=${reps:-1} duration=${duration:-1}; else reps=${reps:-7} duration=${duration:-3}; fi
@@ -362,12 +367,40 @@ udp_once() { # impl path
     teardown
 }
 
-if has rss || has udp_h2n; then
+cpu_ticks() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo null; return; }; s=${s##*) }; awk '{ print $12 + $13 }' <<< "$s"; }
+cpu_once() { # impl path mtu
+    local impl=$1 path=$2 mtu=$3 port=5250 tmp=$out_dir/tmp
+    if ! setup "$path" -m "$mtu" -t "$port" -u none -T none -U none; then record "$impl" cpu_fail null "setup failed"; teardown; return; fi
+    ip netns exec "$n" iperf3 -s -p "$port" > "$tmp/iperf-cpu-server.log" 2>&1 &
+    pids+=($!)
+    listening "$n" tcp "$port" && listening "$h" tcp "$port" || { record "$impl" cpu_fail null "iperf3 server or forwarding not up"; teardown; return; }
+    local j=$tmp/cpu-$impl-$mtu.json rc=0 t0 t1
+    t0=$(cpu_ticks "$tpid")
+    timeout $((duration + 20)) ip netns exec "$h" iperf3 -c 192.0.2.2 -p "$port" -C bbr -t "$duration" -J > "$j" 2>&1 || rc=$?
+    t1=$(cpu_ticks "$tpid")
+    local bytes gbps
+    bytes=$(jq '.end.sum_received.bytes // null' "$j" 2>/dev/null || echo null)
+    gbps=$(jq '.end.sum_received.bits_per_second / 1e9' "$j" 2>/dev/null || echo null)
+    if [ $rc = 0 ] && [ "$bytes" != null ] && [ "$t0" != null ] && [ "$t1" != null ] && [ "$t1" -gt "$t0" ]; then
+        local per=$(awk -v b="$bytes" -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.4f", b / 1e9 / (t / hz) }')
+        record "$impl" "cpu_${mtu}_gbps" "$gbps"; record "$impl" "cpu_${mtu}_gb_per_cpu_s" "$per"
+        log "   $impl: TCP host -> ns, MTU $mtu: $(printf '%.2f' "$gbps") Gbit/s, $((t1 - t0)) CPU ticks, $per GB per CPU-s"
+    else
+        record "$impl" cpu_fail null "MTU $mtu: rc $rc $(jq -r '.error // empty' "$j" 2>/dev/null)"
+        log "   $impl: TCP host -> ns, MTU $mtu failed: rc $rc"
+    fi
+    teardown
+}
+
+if has rss || has udp_h2n || has cpu_h2n; then
     for rep in $(seq "$reps"); do
         for impl in ours upstream; do
             path=$binary; [ $impl = upstream ] && path=$upstream
             if has rss; then log "rss rep $rep/$reps: $impl, $conns connections"; rss_once "$impl" "$path"; fi
             if has udp_h2n; then log "udp_h2n rep $rep/$reps: $impl, $duration s per run"; udp_once "$impl" "$path"; fi
+            if has cpu_h2n; then
+                for mtu in 1500 65520; do log "cpu_h2n rep $rep/$reps: $impl, MTU $mtu, $duration s"; cpu_once "$impl" "$path" "$mtu"; done
+            fi
         done
     done
     python3 - "$results" "$reps" "$duration" "$conns" << 'PY' | tee -a "$out_dir/summary.md"
@@ -378,7 +411,10 @@ vals = {}
 for r in recs:
     if r["value"] is not None:
         vals.setdefault((r["impl"], r["figure"]), []).append(r["value"])
-rows = [(f"peak RSS (VmHWM) with {conns} TCP connections held open (ns -> host loopback via tap), kB", "rss_hwm_kb", "{:.0f}"),
+rows = [(f"TCP host -> ns via tap (to 192.0.2.2), bbr, MTU {mtu}, Gbit/s", f"cpu_{mtu}_gbps", "{:.2f}") for mtu in (1500, 65520)]
+rows += [(f"GB moved per translator CPU-second (TCP host -> ns via tap, bbr), MTU {mtu}", f"cpu_{mtu}_gb_per_cpu_s", "{:.2f}")
+         for mtu in (1500, 65520)]
+rows += [(f"peak RSS (VmHWM) with {conns} TCP connections held open (ns -> host loopback via tap), kB", "rss_hwm_kb", "{:.0f}"),
         (f"RSS growth over idle for {conns} connections, kB", "rss_growth_kb", "{:.0f}"),
         ("idle RSS before the connections, kB", "rss_idle_kb", "{:.0f}"),
         (f"translator's open fds with {conns} connections", "rss_fds", "{:.0f}"),
@@ -394,7 +430,7 @@ def cell(impl, key, f):
     s = f.format(m)
     if len(v) > 1 and min(v) != max(v): s += f" ({f.format(min(v))}-{f.format(max(v))})"
     return s, m
-print(f"### Translator figures nsbench does not measure (median (min-max) of {reps} runs; UDP runs {duration} s, iperf3 -u -b 0)\n")
+print(f"### Translator figures nsbench does not measure (median (min-max) of {reps} runs; UDP and TCP runs {duration} s, iperf3 -u -b 0)\n")
 print("| figure | ours | upstream pasta | ours/upstream |\n|---|---|---|---|")
 for fig, key, f in rows:
     (a, ma), (b, mb) = cell("ours", key, f), cell("upstream", key, f)
