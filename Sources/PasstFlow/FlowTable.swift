@@ -87,6 +87,7 @@ public struct FlowTable: ~Copyable {
 
     /// Tag << 32 | (entry index + 1); 0 is an empty bucket.
     @usableFromInline let buckets: UnsafeMutablePointer<UInt64>
+    /// Room for `capacity` entries, indexed by the buckets.
     @usableFromInline let entries: UnsafeMutablePointer<Entry>
     /// Indices of the entries given back, the last one to be reused first.
     let freeEntries: UnsafeMutablePointer<UInt32>

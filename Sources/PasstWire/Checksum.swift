@@ -13,14 +13,14 @@
 // 8-byte loads per 16 bytes, was already 5-9x faster than the 16-bit word-by-word loop on
 // 1500-byte frames; the four accumulators took 64 KiB from 3000-3180 ns to 2520-2810 ns on the
 // project machine (AMD EPYC, x86_64 SSE2), level with gcc -O2's loop. Adding 32-bit words is
-// adding pairs of 16-bit words, since 2^16 = 1 mod 0xffff. A one's complement sum does not depend on byte order
-// (RFC 1071 §2(B)): words read little-endian are the byte-swapped big-endian words, so the folded
-// result is byte-swapped once at the end. The tail (< 4 bytes) is read as 2 and 1 bytes; a last
-// odd byte is the low byte of a little-endian word, i.e. the high byte of the zero-padded
-// big-endian word, as RFC 1071 wants. The returned value is `initial` plus the folded sum of the
-// buffer (0 for an all-zero buffer, else 1...0xffff): not the literal word total, but `fold` of it
-// always equals `fold` of the plain word sum plus `initial`, for every length and every (odd or
-// even) base address.
+// adding pairs of 16-bit words, since 2^16 = 1 mod 0xffff. A one's complement sum does not
+// depend on byte order (RFC 1071 §2(B)): words read little-endian are the byte-swapped
+// big-endian words, so the folded result is byte-swapped once at the end. The tail (< 4 bytes)
+// is read as 2 and 1 bytes; a last odd byte is the low byte of a little-endian word, i.e. the
+// high byte of the zero-padded big-endian word, as RFC 1071 wants. The returned value is
+// `initial` plus the folded sum of the buffer (0 for an all-zero buffer, else 1...0xffff): not
+// the literal word total, but `fold` of it always equals `fold` of the plain word sum plus
+// `initial`, for every length and every (odd or even) base address.
 
 public enum Checksum {
     /// Adds the bytes of `base[0..<count]` as big-endian 16-bit words to `initial`; an odd last byte
