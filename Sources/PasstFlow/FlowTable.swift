@@ -98,8 +98,8 @@ public struct FlowTable: ~Copyable {
     public let bucketCount: Int
     /// Most keys the table takes.
     public let capacity: Int
-    /// Keys in the table.
-    public private(set) var count = 0
+    /// Keys in the table: the entries handed out and not given back.
+    public var count: Int { entriesUsed - freeEntryCount }
     /// The hash secret.
     public let secret: SipHashKey
 
@@ -177,7 +177,6 @@ public struct FlowTable: ~Copyable {
         }
         entries[entry] = Entry(key: key, reference: reference)
         buckets[index] = UInt64(keyTag) << 32 | UInt64(entry + 1)
-        count += 1
         return true
     }
 
@@ -202,7 +201,6 @@ public struct FlowTable: ~Copyable {
             }
         }
         buckets[hole] = 0
-        count -= 1
         return true
     }
 }
