@@ -35,7 +35,7 @@
 #
 # Usage (root): scripts/bench.sh [--build] [--binary PATH (.build/release/pasta)]
 #     [--upstream PATH (/usr/bin/pasta)] [--only nsbench,rss,udp_h2n,cpu_h2n] [--quick]
-#     [--reps N (7, for rss and udp_h2n)] [--duration S (3)] [--conns N (1000)] [--out-dir DIR]
+#     [--reps N (7, for rss, udp_h2n and cpu_h2n)] [--duration S (3)] [--conns N (1000)] [--out-dir DIR]
 #   --quick   smoke run: nsbench with --duration 1 --reps 1 --mtus 65520 on a few tests and no
 #             cubic run, rss, udp_h2n and cpu_h2n with 1 repetition of 1 s.
 #   --out-dir keeps every JSON, log and table there (default: a new /tmp/pasta-bench.XXXXXX).
@@ -287,6 +287,8 @@ teardown() {
     for ns in "$n" "$h" "$r"; do ip netns del "$ns" 2>/dev/null || true; done
 }
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null || echo null; }
+# cpu_ticks PID: user + system clock ticks of PID so far (null if it is gone).
+cpu_ticks() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo null; return; }; s=${s##*) }; awk '{ print $12 + $13 }' <<< "$s"; }
 listening() { # ns proto port
     for _ in $(seq 100); do
         [ -n "$(ip netns exec "$1" ss -Hln"${2:0:1}" "( sport = :$3 )" 2>/dev/null)" ] && return 0; sleep 0.05
@@ -367,7 +369,6 @@ udp_once() { # impl path
     teardown
 }
 
-cpu_ticks() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo null; return; }; s=${s##*) }; awk '{ print $12 + $13 }' <<< "$s"; }
 cpu_once() { # impl path mtu
     local impl=$1 path=$2 mtu=$3 port=5250 tmp=$out_dir/tmp
     if ! setup "$path" -m "$mtu" -t "$port" -u none -T none -U none; then record "$impl" cpu_fail null "setup failed"; teardown; return; fi
