@@ -383,8 +383,12 @@ enum NamespaceConfigurator {
                   route.nexthops.allSatisfy({ $0.interfaceIndex == template }) else { continue }
             var copy = route
             copy.outputInterface = route.nexthops.isEmpty ? index : nil
+            // A template without carrier dumps its routes with LINKDOWN, which a request can't carry.
+            let requestable = RTNetlink.RTNH_F_REQUESTABLE
+            copy.flags = route.flags & UInt32(requestable)
             copy.nexthops = route.nexthops.map { hop in
-                NetlinkNexthop(interfaceIndex: index, gateway: hop.gateway, weight: hop.weight, flags: hop.flags)
+                NetlinkNexthop(interfaceIndex: index, gateway: hop.gateway, weight: hop.weight,
+                               flags: hop.flags & requestable)
             }
             copy.preferredSource = nil
             pending.append(copy)

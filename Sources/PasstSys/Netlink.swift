@@ -117,6 +117,10 @@ public enum RTNetlink {
     public static let RT_TABLE_UNSPEC: UInt32 = 0
     public static let RT_TABLE_MAIN: UInt32 = 254
     public static let RT_TABLE_LOCAL: UInt32 = 255
+    /// Nexthop flags a route request may carry (RTNH_F_PERVASIVE | RTNH_F_ONLINK); the others
+    /// in a dump (DEAD, LINKDOWN, OFFLOAD, TRAP ...) are the kernel's observed state, and it
+    /// refuses a request with DEAD or LINKDOWN.
+    public static let RTNH_F_REQUESTABLE: UInt8 = 0x02 | 0x04
     public static let RTN_UNICAST: UInt8 = 1
     public static let RTN_LOCAL: UInt8 = 2
     public static let RTPROT_KERNEL: UInt8 = 2

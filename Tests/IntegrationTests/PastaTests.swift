@@ -101,6 +101,29 @@ struct PastaNamespaceTests {
         }
     }
 
+    @Test("An uplink without carrier: its routes, dumped with LINKDOWN, are copied without it")
+    func configNetCopiesLinkdownRoutes() async throws {
+        try await withTestBed { bed in
+            _ = try bed.ip(bed.router, "link", "set", TestBed.routerInterface, "down")
+            // The kernel's link watch marks the routes within a second or so.
+            let marked = waitUntil(5) {
+                let routes = (try? bed.ipJSON(bed.host, "route", "show", "default")) ?? []
+                return routes.contains { ($0["flags"] as? [String])?.contains("linkdown") == true }
+            }
+            try #require(marked, "the host's default route never showed linkdown")
+            let result = try bed.pasta(["--config-net", "--", "sh", "-c",
+                                        "ip -j route show default; echo; ip -j -6 route show default"])
+            try #require(result.status == 0, "\(result.stderr)")
+            let parts = result.stdout.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+            try #require(parts.count == 2, "\(result.stdout)")
+            for (part, gateway) in zip(parts, [TestBed.routerIPv4, TestBed.routerIPv6]) {
+                let route = try #require(try jsonObjects(part).first { $0["gateway"] as? String == gateway }, "\(part)")
+                #expect(route["dev"] as? String == TestBed.hostInterface)
+                #expect((route["flags"] as? [String] ?? []).isEmpty, "\(route)")
+            }
+        }
+    }
+
     @Test("-m, -I, -a, -n and -g are honoured")
     func configNetOptions() async throws {
         try await withTestBed { bed in
