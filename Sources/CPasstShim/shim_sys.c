@@ -41,6 +41,7 @@ int shim_tcp_info(int fd, struct shim_tcp_info *out)
 
 	out->snd_mss = ti.tcpi_snd_mss;
 	out->snd_wscale = ti.tcpi_snd_wscale;
+	out->state = ti.tcpi_state;
 	out->has_bytes_acked = TCPI_HAS(len, tcpi_bytes_acked);
 	out->has_min_rtt = TCPI_HAS(len, tcpi_min_rtt);
 	out->has_snd_wnd = TCPI_HAS(len, tcpi_snd_wnd);

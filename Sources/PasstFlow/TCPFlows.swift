@@ -7,8 +7,9 @@
 // socket (largest buffers when the kernel allows 4 MiB or more, TCP_MAXSEG from the guest's
 // MSS unless the peer is on this host, bound to -o / --outbound-ifN), connecting to the
 // destination translated by ForwardingRules. The SYN-ACK goes to the guest only once the
-// connect completes (EPOLLOUT and SO_ERROR 0), with our MSS (MTU - 40/60, page-rounded) and
-// window scale; a failed connect is a RST (with ACK, so the guest's connect sees "refused").
+// connect completes (EPOLLOUT and SO_ERROR 0; to a local address connect(2) itself completes
+// it, and TCP_INFO says so at once), with our MSS (MTU - 40/60, page-rounded) and window
+// scale; a failed connect is a RST (with ACK, so the guest's connect sees "refused").
 // The guest's ACK establishes it. Any other segment for an unknown pair is answered with a
 // RST (RFC 9293 3.10.7.1; a RST never), so a guest whose connection was closed while our RST
 // to it was lost learns it at its next retransmission. A connection accepted on a -t listener
@@ -633,9 +634,16 @@ public struct TCPFlows: ~Copyable {
             reset(slot, table: &table, tap: &tap)
             return
         }
-        watch(slot, EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue)
         c.pointee.flags.insert(.ackFromTapDue)
-        updateTimer(slot, now: now)
+        // A connection over loopback (to a local address) is established within connect(2) itself,
+        // which still returns EINPROGRESS on a non-blocking socket: then the SYN-ACK goes to the
+        // guest at once, without waiting for the socket's EPOLLOUT and reading SO_ERROR.
+        if local, case .success(let info) = Sys.tcpInfo(fd), info.isEstablished {
+            finishConnect(slot, now: now, info: info, tap: &tap)
+        } else {
+            watch(slot, EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue)
+            updateTimer(slot, now: now)
+        }
         // No timerfd (EMFILE at the descriptor limit): the handshake could never time out.
         if timerFD < 0 { reset(slot, table: &table, tap: &tap) }
     }
@@ -682,11 +690,13 @@ public struct TCPFlows: ~Copyable {
         _ = withUnsafeBytes(of: &local.storage) { Sys.bind(fd, $0.baseAddress!, length: local.length) }
     }
 
-    /// Sends the SYN-ACK once the host connect of `slot` completed.
-    mutating func finishConnect<Tap: TCPTap & ~Copyable>(_ slot: Int, now: UInt64, tap: inout Tap) {
+    /// Sends the SYN-ACK once the host connect of `slot` completed; `known` is the socket's
+    /// TCP_INFO when the caller has just read it.
+    mutating func finishConnect<Tap: TCPTap & ~Copyable>(_ slot: Int, now: UInt64, info known: TCPInfo? = nil,
+                                                          tap: inout Tap) {
         let c = connections + slot
-        var info: TCPInfo?
-        if case .success(let value) = Sys.tcpInfo(c.pointee.socket) { info = value }
+        var info = known
+        if info == nil, case .success(let value) = Sys.tcpInfo(c.pointee.socket) { info = value }
         if let info { noteHandshake(slot, info: info) }
         if c.pointee.windowScaling, let info {
             c.pointee.wsToTap = min(TCPWindow.maximumScale, info.sendWindowScale)

@@ -33,17 +33,23 @@ public struct TCPInfo: Equatable, Sendable {
     public var minRTTMicroseconds: UInt32
     public var sendMSS: UInt32
     public var sendWindowScale: UInt8
+    /// tcpi_state: the socket's TCP state (TCP_ESTABLISHED is 1).
+    public var state: UInt8
     public var hasBytesAcked: Bool
     public var hasMinRTT: Bool
     public var hasSendWindow: Bool
 
     /// Makes a TCPInfo from its fields.
     @inlinable public init(bytesAcked: UInt64, sendWindow: UInt32, minRTTMicroseconds: UInt32, sendMSS: UInt32,
-                           sendWindowScale: UInt8, hasBytesAcked: Bool, hasMinRTT: Bool, hasSendWindow: Bool) {
+                           sendWindowScale: UInt8, state: UInt8, hasBytesAcked: Bool, hasMinRTT: Bool,
+                           hasSendWindow: Bool) {
         self.bytesAcked = bytesAcked; self.sendWindow = sendWindow; self.minRTTMicroseconds = minRTTMicroseconds
-        self.sendMSS = sendMSS; self.sendWindowScale = sendWindowScale; self.hasBytesAcked = hasBytesAcked
-        self.hasMinRTT = hasMinRTT; self.hasSendWindow = hasSendWindow
+        self.sendMSS = sendMSS; self.sendWindowScale = sendWindowScale; self.state = state
+        self.hasBytesAcked = hasBytesAcked; self.hasMinRTT = hasMinRTT; self.hasSendWindow = hasSendWindow
     }
+
+    /// Whether the socket is in state ESTABLISHED.
+    @inlinable public var isEstablished: Bool { state == 1 }
 }
 
 /// socket(2) type values as Int32 (Glibc imports them as an enum).
@@ -239,8 +245,9 @@ public enum Sys {
         if shim_tcp_info(fd, &info) != 0 { return .failure(errno) }
         return .success(TCPInfo(bytesAcked: info.bytes_acked, sendWindow: info.snd_wnd,
                                 minRTTMicroseconds: info.min_rtt, sendMSS: info.snd_mss,
-                                sendWindowScale: info.snd_wscale, hasBytesAcked: info.has_bytes_acked != 0,
-                                hasMinRTT: info.has_min_rtt != 0, hasSendWindow: info.has_snd_wnd != 0))
+                                sendWindowScale: info.snd_wscale, state: info.state,
+                                hasBytesAcked: info.has_bytes_acked != 0, hasMinRTT: info.has_min_rtt != 0,
+                                hasSendWindow: info.has_snd_wnd != 0))
     }
 
     // MARK: Descriptor state

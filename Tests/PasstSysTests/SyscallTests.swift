@@ -151,6 +151,8 @@ private func value<T>(_ r: SyscallResult<T>, sourceLocation: SourceLocation = #_
         let server = try Sys.accept(listener.raw).get()
         #expect(fcntl(server.raw, F_GETFL) & O_NONBLOCK != 0)
         let info = try Sys.tcpInfo(client.raw).get()
+        #expect(info.isEstablished)
+        #expect(try Sys.tcpInfo(listener.raw).get().state == 10)   // TCP_LISTEN
         #expect(info.sendMSS > 0)
         #expect(info.hasBytesAcked && info.hasMinRTT && info.hasSendWindow)
         #expect(info.sendWindow > 0)

@@ -33,6 +33,7 @@ struct shim_tcp_info {
 	uint32_t min_rtt;	/* tcpi_min_rtt: minimum RTT seen, microseconds */
 	uint32_t snd_mss;	/* tcpi_snd_mss: current sending MSS */
 	uint8_t snd_wscale;	/* tcpi_snd_wscale: peer's window scale */
+	uint8_t state;		/* tcpi_state: TCP_ESTABLISHED, TCP_SYN_SENT, ... */
 	uint8_t has_bytes_acked;
 	uint8_t has_min_rtt;
 	uint8_t has_snd_wnd;
