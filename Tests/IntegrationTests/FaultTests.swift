@@ -506,7 +506,10 @@ struct FaultTests {
             let afterFlood = Footprint.awaitBaseline(pasta.pid, baseline, within: 10 + 5)
             let drainTime = Date().timeIntervalSince(floodStart)
             #expect(floodSent == 10_000)
-            #expect(peak.descriptors > baseline.descriptors + 8000, "peak \(peak); accept queue \(queued); tap drops \(dropped)")
+            // A sanitizer build (several times slower) holds fewer of the half-open connections at once.
+            let floodPeak = TestBed.sanitizedBinaries ? 2000 : 8000
+            #expect(peak.descriptors > baseline.descriptors + floodPeak,
+                    "peak \(peak); accept queue \(queued); tap drops \(dropped)")
             #expect(afterFlood.isBack(to: baseline),
                     "listening port: \(afterFlood) \(drainTime) s after the flood began, baseline \(baseline), peak \(peak)")
             #expect(FaultTests.echoWorks(bed, from: target, port: echoPort), "after the flood; \(pasta.stderr().suffix(2000))")
@@ -654,8 +657,10 @@ struct FaultTests {
             // Each connection's key lands in a random bucket of the flow table: with at most two
             // connections open at a time, only the table's 1.5 MiB of buckets may become resident
             // (its earlier 48-byte buckets made 7 MiB resident here).
+            // (Not for a sanitizer build: its allocator keeps freed memory in quarantine.)
             let growth = Footprint.of(pasta.pid).residentKiB - baseline.residentKiB
-            #expect(growth < FaultTests.churnRSSAllowanceKiB, "VmRSS grew by \(growth) KiB over \(baseline)")
+            #expect(TestBed.sanitizedBinaries || growth < FaultTests.churnRSSAllowanceKiB,
+                    "VmRSS grew by \(growth) KiB over \(baseline)")
             print("Churn: \(2 * perClient) connections, \(failures.count) failed, \(answered) answered, VmRSS +\(growth) KiB")
             #expect(bed.stop(pasta) == 0, "\(pasta.stderr().suffix(2000))")
         }

@@ -297,11 +297,19 @@ final class TestBed: Sendable {
         try? FileManager.default.removeItem(atPath: hostEtcDirectory)
     }
 
-    /// Directory of the running test executable, where SwiftPM also puts the `passt`/`pasta` binaries.
+    /// Where the `passt`/`pasta` binaries under test are: PASST_TEST_BINARIES if set (the sanitizer
+    /// builds of scripts/sanitizer-test.sh), else the running test executable's directory, where
+    /// SwiftPM puts them.
     static var binaryDirectory: String {
+        if let directory = ProcessInfo.processInfo.environment["PASST_TEST_BINARIES"] { return directory }
         let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
         return (target as NSString).deletingLastPathComponent
     }
+
+    /// Whether the binaries under test are sanitizer builds (PASST_TEST_SANITIZED=1): slower, with
+    /// more memory, and without their seccomp filter.
+    static let sanitizedBinaries = ProcessInfo.processInfo.environment["PASST_TEST_SANITIZED"] == "1"
+
 
     /// Full path of the built binary `name` ("passt", "pasta") next to the tests, if it exists.
     static func binary(_ name: String) -> String? {
