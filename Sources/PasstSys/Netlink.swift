@@ -114,6 +114,8 @@ public enum RTNetlink {
     public static let RTA_PREFSRC: UInt16 = 7
     public static let RTA_MULTIPATH: UInt16 = 9
     public static let RTA_TABLE: UInt16 = 15
+    public static let RTA_METRICS: UInt16 = 8
+    public static let RTA_PREF: UInt16 = 20
     public static let RT_TABLE_UNSPEC: UInt32 = 0
     public static let RT_TABLE_MAIN: UInt32 = 254
     public static let RT_TABLE_LOCAL: UInt32 = 255
@@ -414,6 +416,10 @@ public struct NetlinkRoute: Equatable, Sendable {
     /// RTA_PRIORITY (the metric).
     public var priority: UInt32?
     public var preferredSource: [UInt8]?
+    /// RTA_METRICS as dumped (nested RTAX_* attributes: mtu, advmss, hoplimit ...), copied whole.
+    public var metrics: [UInt8]?
+    /// RTA_PREF: an IPv6 route's router preference (0 medium, 1 high, 3 low).
+    public var preference: UInt8?
     /// rtm_flags (RTNH_F_ONLINK ...).
     public var flags: UInt32
 
@@ -457,6 +463,8 @@ public struct NetlinkRoute: Equatable, Sendable {
         outputInterface = attributes.first(RTNetlink.RTA_OIF)?.u32.map { Int32(bitPattern: $0) }
         priority = attributes.first(RTNetlink.RTA_PRIORITY)?.u32
         preferredSource = attributes.first(RTNetlink.RTA_PREFSRC)?.payload
+        metrics = attributes.first(RTNetlink.RTA_METRICS)?.payload
+        preference = attributes.first(RTNetlink.RTA_PREF)?.payload.first
         nexthops = attributes.first(RTNetlink.RTA_MULTIPATH).map { NetlinkRoute.parseNexthops($0.payload) } ?? []
     }
 
@@ -642,6 +650,8 @@ public final class Netlink {
         if let oif = route.outputInterface { request.appendAttribute(RTNetlink.RTA_OIF, u32: UInt32(bitPattern: oif)) }
         if let priority = route.priority { request.appendAttribute(RTNetlink.RTA_PRIORITY, u32: priority) }
         if let source = route.preferredSource { request.appendAttribute(RTNetlink.RTA_PREFSRC, source) }
+        if let metrics = route.metrics, !metrics.isEmpty { request.appendAttribute(RTNetlink.RTA_METRICS, metrics) }
+        if let preference = route.preference { request.appendAttribute(RTNetlink.RTA_PREF, [preference]) }
         if !route.nexthops.isEmpty {
             let multipath = request.beginNested(RTNetlink.RTA_MULTIPATH)
             for hop in route.nexthops {

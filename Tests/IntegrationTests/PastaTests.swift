@@ -124,6 +124,27 @@ struct PastaNamespaceTests {
         }
     }
 
+    @Test("Copied routes keep their metrics (mtu) and IPv6 router preference")
+    func configNetCopiesRouteMetrics() async throws {
+        try await withTestBed { bed in
+            _ = try bed.ip(bed.host, "route", "add", "198.51.100.0/24", "via", TestBed.routerIPv4, "mtu", "1400",
+                           "advmss", "1360")
+            _ = try bed.ip(bed.host, "-6", "route", "add", "2001:db8:7::/48", "via", TestBed.routerIPv6, "pref", "high")
+            let result = try bed.pasta(["--config-net", "--", "sh", "-c",
+                                        "ip -j -d route show 198.51.100.0/24; echo; ip -j -6 route show 2001:db8:7::/48"])
+            try #require(result.status == 0, "\(result.stderr)")
+            let parts = result.stdout.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+            try #require(parts.count == 2, "\(result.stdout)")
+            let route4 = try #require(try jsonObjects(parts[0]).first, "\(parts[0])")
+            let metrics = (route4["metrics"] as? [[String: Any]] ?? []).reduce(into: [String: Int]()) {
+                for (key, value) in $1 { if let number = value as? Int { $0[key] = number } }
+            }
+            #expect(metrics["mtu"] == 1400 && metrics["advmss"] == 1360, "\(route4)")
+            let route6 = try #require(try jsonObjects(parts[1]).first, "\(parts[1])")
+            #expect(route6["pref"] as? String == "high" && route6["dev"] as? String == TestBed.hostInterface, "\(route6)")
+        }
+    }
+
     @Test("-m, -I, -a, -n and -g are honoured")
     func configNetOptions() async throws {
         try await withTestBed { bed in
