@@ -7,8 +7,10 @@
 # leaves out their seccomp filter (the sanitizer's runtime makes system calls outside it); the
 # test executable is the ordinary debug build (SCRATCH, default .build) and finds them through
 # PASST_TEST_BINARIES. PASST_TEST_SANITIZED=1 tells the tests what differs in such a build (no
-# filter, more memory, slower). A sanitizer report makes the daemon exit with status 66 and
-# fails the test that ran it; the script then fails and prints the reports it can find.
+# filter, more memory, slower). A sanitizer report makes the daemon exit with status 66, which
+# fails a test that checks its status; any report that reaches the test output (a failed
+# expectation quotes the daemon's stderr) also fails the script, which prints it. A daemon whose
+# stderr and status no test reads (one that daemonised) would go unseen.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -27,7 +29,7 @@ PASST_TEST_BINARIES=$binaries PASST_TEST_SANITIZED=1 ASAN_OPTIONS=detect_leaks=0
     swift test --skip-build --scratch-path "$scratch" --filter IntegrationTests "$@" 2>&1 | tee "$log" || rc=$?
 if grep -q "AddressSanitizer" "$log"; then
     echo "sanitizer-test: AddressSanitizer reports:" >&2
-    grep -A30 "ERROR: AddressSanitizer" "$log" >&2 || true
+    grep -E -A30 "(ERROR|SUMMARY): AddressSanitizer" "$log" >&2 || true
     rc=1
 fi
 exit "$rc"

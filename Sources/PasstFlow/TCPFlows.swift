@@ -635,6 +635,12 @@ public struct TCPFlows: ~Copyable {
             return
         }
         c.pointee.flags.insert(.ackFromTapDue)
+        // No timerfd (EMFILE at the descriptor limit): the handshake could never time out. Refused
+        // before any SYN-ACK, so that the guest's connect reports it.
+        guard openTimerFD() else {
+            reset(slot, table: &table, tap: &tap)
+            return
+        }
         // A connection over loopback (to a local address) is established within connect(2) itself,
         // which still returns EINPROGRESS on a non-blocking socket: then the SYN-ACK goes to the
         // guest at once, without waiting for the socket's EPOLLOUT and reading SO_ERROR.
@@ -644,8 +650,6 @@ public struct TCPFlows: ~Copyable {
             watch(slot, EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue)
             updateTimer(slot, now: now)
         }
-        // No timerfd (EMFILE at the descriptor limit): the handshake could never time out.
-        if timerFD < 0 { reset(slot, table: &table, tap: &tap) }
     }
 
     /// Opens the non-blocking socket for a connection to `address`, and tells whether a socket of

@@ -112,9 +112,9 @@ public enum RTNetlink {
     public static let RTA_GATEWAY: UInt16 = 5
     public static let RTA_PRIORITY: UInt16 = 6
     public static let RTA_PREFSRC: UInt16 = 7
+    public static let RTA_METRICS: UInt16 = 8
     public static let RTA_MULTIPATH: UInt16 = 9
     public static let RTA_TABLE: UInt16 = 15
-    public static let RTA_METRICS: UInt16 = 8
     public static let RTA_PREF: UInt16 = 20
     public static let RT_TABLE_UNSPEC: UInt32 = 0
     public static let RT_TABLE_MAIN: UInt32 = 254

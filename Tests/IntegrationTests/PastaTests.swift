@@ -104,6 +104,8 @@ struct PastaNamespaceTests {
     @Test("An uplink without carrier: its routes, dumped with LINKDOWN, are copied without it")
     func configNetCopiesLinkdownRoutes() async throws {
         try await withTestBed { bed in
+            _ = try bed.ip(bed.host, "route", "add", "198.51.100.0/24", "nexthop", "via", TestBed.routerIPv4,
+                           "nexthop", "via", "192.0.2.4")
             _ = try bed.ip(bed.router, "link", "set", TestBed.routerInterface, "down")
             // The kernel's link watch marks the routes within a second or so.
             let marked = waitUntil(5) {
@@ -112,11 +114,16 @@ struct PastaNamespaceTests {
             }
             try #require(marked, "the host's default route never showed linkdown")
             let result = try bed.pasta(["--config-net", "--", "sh", "-c",
-                                        "ip -j route show default; echo; ip -j -6 route show default"])
+                                        "ip -j route show default; echo; ip -j -6 route show default; echo; "
+                                        + "ip -j route show 198.51.100.0/24"])
             try #require(result.status == 0, "\(result.stderr)")
             let parts = result.stdout.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
-            try #require(parts.count == 2, "\(result.stdout)")
-            for (part, gateway) in zip(parts, [TestBed.routerIPv4, TestBed.routerIPv6]) {
+            try #require(parts.count == 3, "\(result.stdout)")
+            // The multipath route's nexthops carried LINKDOWN too.
+            let multipath = try #require(try jsonObjects(parts[2]).first, "\(parts[2])")
+            let hops = multipath["nexthops"] as? [[String: Any]] ?? []
+            #expect(hops.count == 2 && hops.allSatisfy { ($0["flags"] as? [String] ?? []).isEmpty }, "\(multipath)")
+            for (part, gateway) in zip(parts.prefix(2), [TestBed.routerIPv4, TestBed.routerIPv6]) {
                 let route = try #require(try jsonObjects(part).first { $0["gateway"] as? String == gateway }, "\(part)")
                 #expect(route["dev"] as? String == TestBed.hostInterface)
                 #expect((route["flags"] as? [String] ?? []).isEmpty, "\(route)")
