@@ -310,7 +310,6 @@ final class TestBed: Sendable {
     /// more memory, and without their seccomp filter.
     static let sanitizedBinaries = ProcessInfo.processInfo.environment["PASST_TEST_SANITIZED"] == "1"
 
-
     /// Full path of the built binary `name` ("passt", "pasta") next to the tests, if it exists.
     static func binary(_ name: String) -> String? {
         let path = binaryDirectory + "/" + name
